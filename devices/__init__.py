@@ -1,0 +1,1 @@
+"""MQTT device gateway: the device contract (pure) and the broker adapter (I/O)."""

@@ -1,0 +1,258 @@
+"""Device contract v1, sans-IO: bytes in, frozen dataclasses or :class:`ContractError` out.
+
+Nothing here touches a socket or the event loop, so the gateway, the simulators and the
+conformance tools all share one definition of what a valid message is. The JSON Schemas
+in ``devices/schemas/`` (published as ``docs/schemas/``) are the structural source of
+truth; the checks below add what JSON Schema cannot say (real timestamps, sizes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any, Literal, TypedDict, cast
+
+from jsonschema import Draft202012Validator
+
+from devices.errors import ContractError, UnknownTopicError
+
+MAX_PAYLOAD_BYTES = 8 * 1024
+EVENT_TYPES = frozenset(
+    {
+        "sos",
+        "fall",
+        "low_battery",
+        "power_loss",
+        "removed",
+        "geofence_exit",
+        "geofence_enter",
+        "heart_rate_abnormal",
+        "inactivity",
+        "test",
+    }
+)
+#: Events that open an emergency incident at once.
+EMERGENCY_TYPES = frozenset({"sos", "fall"})
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+Channel = Literal["events", "telemetry", "status", "commands/result"]
+AckStatus = Literal["accepted", "duplicate", "rejected"]
+_UPLINK: tuple[Channel, ...] = ("events", "telemetry", "status", "commands/result")
+
+
+class AckPayload(TypedDict):
+    event_id: str
+    status: AckStatus
+    incident_id: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    event_id: str
+    type: str
+    ts: datetime
+    location: Location | None
+    battery_pct: int | None
+    heart_rate: float | None
+    spo2: float | None
+    extra: dict[str, Any]
+    raw: dict[str, Any]
+
+    @property
+    def is_emergency(self) -> bool:
+        return self.type in EMERGENCY_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    device_id: str
+    channel: Channel
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    text = resources.files("devices").joinpath("schemas", f"{name}.json").read_text(encoding="utf-8")
+    return cast(dict[str, Any], json.loads(text))
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(schema(name))
+
+
+def topics(prefix: str, device_id: str) -> dict[str, str]:
+    base = f"{prefix}/devices/{device_id}"
+    return {
+        "events": f"{base}/events",
+        "ack": f"{base}/ack",
+        "telemetry": f"{base}/telemetry",
+        "status": f"{base}/status",
+        "commands": f"{base}/commands",
+        "commands/result": f"{base}/commands/result",
+    }
+
+
+def uplink_subscriptions(prefix: str) -> list[str]:
+    return [f"{prefix}/devices/+/{channel}" for channel in _UPLINK]
+
+
+def parse_topic(prefix: str, topic: str) -> Topic:
+    """Split ``{prefix}/devices/{id}/{channel}``; anything else is :class:`UnknownTopicError`."""
+    head = f"{prefix}/devices/"
+    if not topic.startswith(head):
+        raise UnknownTopicError(f"topic {topic!r} is outside {head}")
+    device_id, _, channel = topic[len(head) :].partition("/")
+    if not DEVICE_ID_RE.match(device_id):
+        raise UnknownTopicError(f"invalid device id in topic {topic!r}")
+    if channel not in _UPLINK:
+        raise UnknownTopicError(f"unknown channel {channel!r} in topic {topic!r}")
+    return Topic(device_id, channel)
+
+
+def parse_ts(value: object) -> datetime:
+    """RFC 3339 string with an offset, or integer epoch milliseconds, to an aware UTC datetime."""
+    if isinstance(value, bool):
+        raise ContractError("ts must be an RFC 3339 string or integer epoch milliseconds")
+    if isinstance(value, int):
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ContractError(f"ts {value} is out of range") from exc
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ContractError(f"ts {value!r} is not an RFC 3339 timestamp") from exc
+        if parsed.tzinfo is None:
+            raise ContractError(f"ts {value!r} has no UTC offset (RFC 3339 requires one)")
+        return parsed.astimezone(UTC)
+    raise ContractError("ts must be an RFC 3339 string or integer epoch milliseconds")
+
+
+def _load_object(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(
+            f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", event_id=_salvage_event_id(payload)
+        )
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ContractError("payload is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise ContractError(f"payload is not JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(data, dict):
+        raise ContractError("payload must be a JSON object")
+    return data
+
+
+def _salvage_event_id(payload: bytes) -> str | None:
+    """Read the event_id of an oversized payload, so the device learns which event was refused.
+
+    Bounded: past 256 KiB we do not spend the CPU, and the device gets no ack.
+    """
+    if len(payload) > 256 * 1024:
+        return None
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = data.get("event_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+
+
+def parse_event(payload: bytes) -> DeviceEvent:
+    """Validate an ``events`` payload. Raises :class:`ContractError`; never returns partial data."""
+    data = _load_object(payload)
+    raw_id = data.get("event_id")
+    event_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
+    errors = sorted(_validator("event").iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.path) or "payload"
+        raise ContractError(f"{where}: {first.message}", event_id=event_id)
+    assert event_id is not None  # the schema requires it
+    try:
+        ts = parse_ts(data["ts"])
+    except ContractError as exc:
+        raise ContractError(exc.reason, event_id=event_id) from None
+    loc = data.get("location")
+    vitals = data.get("vitals") or {}
+    return DeviceEvent(
+        event_id=event_id,
+        type=data["type"],
+        ts=ts,
+        location=(
+            Location(
+                lat=float(loc["lat"]),
+                lon=float(loc["lon"]),
+                accuracy_m=loc.get("accuracy_m"),
+                source=loc.get("source"),
+            )
+            if loc
+            else None
+        ),
+        battery_pct=data.get("battery_pct"),
+        heart_rate=vitals.get("heart_rate"),
+        spo2=vitals.get("spo2"),
+        extra=data.get("extra") or {},
+        raw=data,
+    )
+
+
+def build_event(
+    *,
+    event_id: str,
+    type: str,
+    ts: datetime | int,
+    location: Location | None = None,
+    battery_pct: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """Encode an event the way a conforming device does (used by simulators and the kit)."""
+    body: dict[str, Any] = {
+        "event_id": event_id,
+        "type": type,
+        "ts": ts if isinstance(ts, int) else ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if location is not None:
+        body["location"] = {
+            k: v
+            for k, v in {
+                "lat": location.lat,
+                "lon": location.lon,
+                "accuracy_m": location.accuracy_m,
+                "source": location.source,
+            }.items()
+            if v is not None
+        }
+    if battery_pct is not None:
+        body["battery_pct"] = battery_pct
+    if extra:
+        body["extra"] = extra
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def build_ack(event_id: str, status: AckStatus, *, incident_id: str | None = None, reason: str | None = None) -> bytes:
+    ack: AckPayload = {"event_id": event_id, "status": status, "incident_id": incident_id, "reason": reason}
+    return json.dumps(ack, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_ack(payload: bytes) -> AckPayload:
+    data = _load_object(payload)
+    errors = list(_validator("ack").iter_errors(data))
+    if errors:
+        raise ContractError(f"ack: {errors[0].message}")
+    return cast(AckPayload, {"incident_id": None, "reason": None, **data})

@@ -1,0 +1,1 @@
+"""Dispatch: incidents, routing, escalation and notifications."""

@@ -1,0 +1,1 @@
+"""Notifications: the outbox, its worker and the channel adapters."""

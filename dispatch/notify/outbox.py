@@ -1,0 +1,260 @@
+"""The notification outbox and its delivery worker.
+
+Theory of operation: a notification is a row written in the same transaction as the
+incident it announces, so nothing is announced that was not stored and nothing stored
+goes unannounced. The worker claims due rows with a lease (``sending`` until
+``lease_until``), so several backend instances can run workers side by side, and a
+worker that dies mid-delivery only delays the row until its lease runs out. Each row's
+``id`` is also the ``webhook-id``, so a receiver can drop the duplicates that
+at-least-once delivery implies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dispatch.errors import DeliveryError
+from dispatch.notify import webhooks
+from hotline.clock import Clock, SystemClock
+from hotline.privacy import mask_phone
+from hotline.storage.models import Elder, Notification
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 10
+LEASE = timedelta(seconds=30)
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    key: str,
+    channel: str,
+    target: str,
+    event_type: str,
+    payload: dict[str, Any],
+    now: datetime,
+    elder_id: str | None = None,
+    incident_id: str | None = None,
+    contact_id: int | None = None,
+) -> bool:
+    """Queue one message unless ``key`` was queued before. Returns whether it was new."""
+    existing = await session.scalar(select(Notification.id).where(Notification.idempotency_key == key))
+    if existing is not None:
+        return False
+    session.add(
+        Notification(
+            idempotency_key=key,
+            channel=channel,
+            target=target,
+            event_type=event_type,
+            payload=payload,
+            elder_id=elder_id,
+            incident_id=incident_id,
+            contact_id=contact_id,
+            status="pending",
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    return True
+
+
+async def enqueue_family_alerts(session: AsyncSession, *, incident: dict[str, Any], elder: Elder, now: datetime) -> int:
+    """One alert per emergency contact with a channel; returns how many were queued."""
+    count = 0
+    for contact in elder.contacts:
+        if contact.channel == "none":
+            continue
+        target = contact.webhook_url if contact.channel == "webhook" else contact.phone
+        if not target:
+            continue
+        payload = {
+            "type": "incident.created",
+            "timestamp": incident["created_at"],
+            "data": {
+                "incident_id": incident["id"],
+                "incident_type": incident["type"],
+                "severity": incident["severity"],
+                "elder": {"id": elder.id, "name": elder.name, "address": elder.address},
+                "contact": {"name": contact.name, "relation": contact.relation},
+                "location": incident["location"],
+            },
+        }
+        if await enqueue(
+            session,
+            key=f"incident:{incident['id']}:created:contact:{contact.id}",
+            channel=contact.channel,
+            target=target,
+            event_type="incident.created",
+            payload=payload,
+            now=now,
+            elder_id=elder.id,
+            incident_id=incident["id"],
+            contact_id=contact.id,
+        ):
+            count += 1
+    return count
+
+
+def retry_delay(attempts: int) -> float:
+    """1 s, 2 s, 4 s ... capped at 10 minutes, with jitter so retries don't stampede."""
+    return min(600.0, 2.0 ** max(0, attempts - 1)) * random.uniform(0.75, 1.0)
+
+
+Sender = Callable[[Notification], Awaitable[None]]
+
+
+class WebhookSender:
+    """Posts a notification as a Standard Webhooks message, signed with every current secret."""
+
+    def __init__(self, session: aiohttp.ClientSession, secrets: Sequence[str], *, timeout_s: float = 10) -> None:
+        self._http = session
+        self._secrets = tuple(secrets)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def __call__(self, n: Notification) -> None:
+        body = json.dumps(n.payload, ensure_ascii=False, separators=(",", ":")).encode()
+        hdrs = webhooks.headers(self._secrets, n.id, int(time.time()), body)
+        try:
+            async with self._http.post(n.target, data=body, headers=hdrs, timeout=self._timeout) as resp:
+                if 200 <= resp.status < 300:
+                    return
+                # 4xx other than 408/429 means the receiver will never take it.
+                permanent = 400 <= resp.status < 500 and resp.status not in (408, 409, 429)
+                raise DeliveryError(f"HTTP {resp.status}", permanent=permanent)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def _no_adapter(n: Notification) -> None:
+    raise DeliveryError(f"no {n.channel} adapter is configured", permanent=True)
+
+
+class OutboxWorker:
+    """Delivers due notifications. Owned by the app; ``run()`` is cancelled on shutdown."""
+
+    def __init__(
+        self,
+        sm: async_sessionmaker[AsyncSession],
+        senders: dict[str, Sender],
+        *,
+        clock: Clock | None = None,
+        batch: int = 20,
+        poll_s: float = 1.0,
+        concurrency: int = 8,
+    ) -> None:
+        self._sm = sm
+        self._senders = senders
+        self._clock = clock or SystemClock()
+        self._batch = batch
+        self._poll_s = poll_s
+        self._wake = asyncio.Event()
+        self._limit = asyncio.Semaphore(concurrency)
+        self.delivered = 0
+        self.failed = 0
+
+    def wake(self) -> None:
+        """Called after a commit that queued messages, so they go out now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                claimed = await self._claim()
+                if claimed:
+                    async with asyncio.TaskGroup() as tg:
+                        for n in claimed:
+                            tg.create_task(self._deliver(n), name=f"outbox.deliver[{n.id}]")
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox cycle failed; retrying")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+
+    async def _claim(self) -> list[Notification]:
+        now = self._clock.now()
+        due = or_(
+            and_(Notification.status == "pending", Notification.next_attempt_at <= now),
+            and_(Notification.status == "sending", Notification.lease_until < now),
+        )
+        async with self._sm() as session, session.begin():
+            candidates = (
+                await session.scalars(
+                    select(Notification).where(due).order_by(Notification.next_attempt_at).limit(self._batch)
+                )
+            ).all()
+            claimed = []
+            for n in candidates:
+                # Compare-and-set on the observed state: another instance may have won the row.
+                result = await session.execute(
+                    update(Notification)
+                    .where(
+                        Notification.id == n.id, Notification.status == n.status, Notification.attempts == n.attempts
+                    )
+                    .values(status="sending", lease_until=now + LEASE)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(n)
+        return claimed
+
+    async def _deliver(self, n: Notification) -> None:
+        sender = self._senders.get(n.channel, _no_adapter)
+        async with self._limit:
+            try:
+                await sender(n)
+                error: DeliveryError | None = None
+            except DeliveryError as exc:
+                error = exc
+            except Exception as exc:
+                log.exception("sender crashed notification_id=%s", n.id)
+                error = DeliveryError(f"{type(exc).__name__}: {exc}")
+        now = self._clock.now()
+        attempts = n.attempts + 1
+        values: dict[str, Any] = {"attempts": attempts, "lease_until": None}
+        if error is None:
+            values |= {"status": "delivered", "delivered_at": now, "last_error": None}
+            self.delivered += 1
+            log.info("notification delivered notification_id=%s channel=%s attempts=%d", n.id, n.channel, attempts)
+        elif error.permanent or attempts >= MAX_ATTEMPTS:
+            values |= {"status": "failed", "last_error": error.reason[:500]}
+            self.failed += 1
+            log.warning(
+                "notification failed for good notification_id=%s channel=%s target=%s error=%s",
+                n.id,
+                n.channel,
+                _mask_target(n),
+                error.reason,
+            )
+        else:
+            values |= {
+                "status": "pending",
+                "last_error": error.reason[:500],
+                "next_attempt_at": now + timedelta(seconds=retry_delay(attempts)),
+            }
+            log.info(
+                "notification retry scheduled notification_id=%s attempts=%d error=%s", n.id, attempts, error.reason
+            )
+        async with self._sm() as session, session.begin():
+            await session.execute(
+                update(Notification).where(Notification.id == n.id, Notification.status == "sending").values(**values)
+            )
+
+
+def _mask_target(n: Notification) -> str:
+    return n.target if n.channel == "webhook" else mask_phone(n.target)

@@ -1,0 +1,33 @@
+"""Typed application keys for the services the app owns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from devices.gateway import DeviceGateway
+from devices.mqtt_link import MqttLink
+from dispatch.notify.outbox import OutboxWorker
+from hotline.api.ws import ConsoleHub
+from hotline.auth import Principal
+from hotline.bus import EventBus
+from hotline.config import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sm: async_sessionmaker[AsyncSession]
+    bus: EventBus | None = None
+    link: MqttLink | None = None
+    gateway: DeviceGateway | None = None
+    outbox: OutboxWorker | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+SERVICES = web.AppKey("services", Services)
+HUB = web.AppKey("hub", ConsoleHub)
+PRINCIPAL = web.RequestKey("principal", Principal)

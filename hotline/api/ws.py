@@ -1,0 +1,105 @@
+"""The console WebSocket hub: pushes bus events to connected operators and families.
+
+Each connection gets a bounded queue and its own writer task (owned by the handler and
+cancelled when it returns), so one slow browser cannot stall the feed for the others;
+a client that falls 1,000 messages behind is disconnected and reconnects to fresh state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from hotline.auth import Principal
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 1000
+
+
+@dataclass(eq=False)
+class _Client:
+    principal: Principal
+    ws: web.WebSocketResponse
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    overflowed: bool = False
+
+
+def visible(principal: Principal, message: dict[str, Any]) -> bool:
+    if principal.is_console:
+        return True
+    elder = message.get("elder") or {}
+    incident = message.get("incident") or {}
+    elder_id = elder.get("id") or incident.get("elder_id")
+    return principal.role == "family" and elder_id is not None and elder_id == principal.elder_id
+
+
+class ConsoleHub:
+    def __init__(self) -> None:
+        self._clients: set[_Client] = set()
+        self.sent = 0
+
+    @property
+    def size(self) -> int:
+        return len(self._clients)
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        for client in list(self._clients):
+            if not visible(client.principal, message):
+                continue
+            try:
+                client.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                client.overflowed = True
+
+    async def handle(self, request: web.Request, principal: Principal) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=20)
+        await ws.prepare(request)
+        client = _Client(principal, ws)
+        self._clients.add(client)
+        writer = asyncio.create_task(self._writer(client), name=f"ws.writer[{principal.user_id}]")
+        log.info("console connected user_id=%s role=%s", principal.user_id, principal.role)
+        try:
+            await ws.send_json({"type": "hello", "user": principal.name, "role": principal.role})
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_text(client, msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self._clients.discard(client)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            log.info("console disconnected user_id=%s", principal.user_id)
+        return ws
+
+    async def _on_text(self, client: _Client, data: str) -> None:
+        try:
+            msg = json.loads(data)
+        except ValueError:
+            await client.ws.send_json({"type": "error", "error": "messages must be JSON"})
+            return
+        if isinstance(msg, dict) and msg.get("type") == "ping":
+            await client.ws.send_json({"type": "pong"})
+        else:
+            await client.ws.send_json({"type": "error", "error": "unknown message type"})
+
+    async def _writer(self, client: _Client) -> None:
+        while True:
+            message = await client.queue.get()
+            if client.overflowed:
+                await client.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+                return
+            await client.ws.send_json(message)
+            self.sent += 1
+
+    async def close_all(self) -> None:
+        for client in list(self._clients):
+            await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

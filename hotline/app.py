@@ -1,0 +1,250 @@
+"""App assembly: services are started and stopped in pairs through aiohttp's cleanup_ctx.
+
+Order (and reverse order on shutdown): database -> Redis bus -> console hub -> outbox
+worker -> MQTT link and device gateway. Each context owns the background task it starts
+and cancels it on the way out, even if a later context failed to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from importlib import resources
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+from sqlalchemy import select, text
+
+from devices import contract
+from devices.gateway import DeviceGateway
+from devices.mqtt_link import MqttLink
+from dispatch.notify.outbox import OutboxWorker, WebhookSender
+from hotline.api.jsonutil import json_response
+from hotline.api.keys import HUB, PRINCIPAL, SERVICES, Services
+from hotline.api.openapi import spec
+from hotline.api.routes import routes
+from hotline.api.ws import ConsoleHub
+from hotline.auth import Principal, hash_token
+from hotline.bus import EventBus
+from hotline.config import Settings
+from hotline.errors import (
+    AuthError,
+    ConflictError,
+    ForbiddenError,
+    HotlineError,
+    NotFoundError,
+    ValidationError,
+)
+from hotline.storage.db import make_engine, make_sessionmaker
+from hotline.storage.models import User
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/openapi.json", "/", "/console"})
+_STATUS = {ValidationError: 400, AuthError: 401, ForbiddenError: 403, NotFoundError: 404, ConflictError: 409}
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    return json_response({"error": {"code": code, "message": message, "field": field}}, status=status)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HotlineError as exc:
+        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
+        field = exc.field if isinstance(exc, ValidationError) else None
+        return _error(status, type(exc).__name__.removesuffix("Error").lower() or "error", str(exc), field)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return _error(exc.status, "http", exc.reason)
+        raise
+
+
+@web.middleware
+async def auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
+    if token is None and request.path == "/api/v1/ws":
+        # Browsers cannot set headers on a WebSocket; the query parameter is the standard escape.
+        token = request.query.get("token")
+    if not token:
+        raise AuthError("missing bearer token")
+    async with request.app[SERVICES].sm() as session:
+        user = await session.scalar(select(User).where(User.token_hash == hash_token(token)))
+    if user is None or user.disabled:
+        raise AuthError("invalid token")
+    request[PRINCIPAL] = Principal(
+        user_id=user.id,
+        name=user.name,
+        role=user.role,
+        elder_id=user.elder_id,
+        provider_id=user.provider_id,
+        extension=user.extension,
+    )
+    return await handler(request)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    checks: dict[str, str] = {}
+    try:
+        async with svc.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means "not ready"
+        checks["database"] = f"error: {type(exc).__name__}"
+    checks["redis"] = "ok" if svc.bus is not None and await svc.bus.ping() else "down"
+    checks["mqtt"] = "ok" if svc.link is not None and svc.link.connected else "down"
+    checks["ami"] = "disabled" if svc.settings.ami is None else "not implemented"
+    ready = all(v in ("ok", "disabled", "not implemented") for v in checks.values())
+    return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
+
+
+async def openapi(_request: web.Request) -> web.Response:
+    return json_response(spec())
+
+
+async def console(_request: web.Request) -> web.Response:
+    html = resources.files("hotline").joinpath("static", "console.html").read_text(encoding="utf-8")
+    return web.Response(text=html, content_type="text/html")
+
+
+def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    task = asyncio.create_task(coro, name=name)
+
+    def _done(t: asyncio.Task[None]) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("background task %s died", name, exc_info=t.exception())
+
+    task.add_done_callback(_done)
+    return task
+
+
+def build_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=1024**2)
+    engine = make_engine(settings.database_url)
+    app[SERVICES] = Services(settings=settings, engine=engine, sm=make_sessionmaker(engine))
+    app[HUB] = ConsoleHub()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_get("/", console)
+    app.router.add_get("/console", console)
+    app.add_routes(routes)
+    app.cleanup_ctx.extend([_database_ctx, _bus_ctx, _outbox_ctx, _devices_ctx])
+    app.on_shutdown.append(_close_websockets)
+    return app
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    yield
+    await svc.engine.dispose()
+
+
+async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    redis = aioredis.from_url(svc.settings.redis_url, socket_connect_timeout=2, health_check_interval=15)
+    svc.bus = EventBus(redis, prefix=svc.settings.redis_prefix)
+    svc.bus.add_listener(app[HUB].broadcast)
+    task = _task(svc.bus.run(), "hotline.bus.subscriber")
+    with contextlib.suppress(TimeoutError):
+        # Subscribe before taking traffic, so the first alarm is not missed; if Redis is
+        # down we start anyway (local fallback) and the loop keeps retrying.
+        await asyncio.wait_for(svc.bus.subscribed.wait(), 3)
+    yield
+    await cancel_and_wait(task)
+    await redis.aclose()
+
+
+async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    http = aiohttp.ClientSession()
+    if svc.settings.webhook_secret_is_default:
+        log.warning("HOTLINE_WEBHOOK_SECRET is not set: signing webhooks with the public development secret")
+    svc.outbox = OutboxWorker(svc.sm, {"webhook": WebhookSender(http, svc.settings.webhook_secrets)})
+    task = _task(svc.outbox.run(), "dispatch.outbox.worker")
+    yield
+    await cancel_and_wait(task)
+    await http.close()
+
+
+async def _devices_ctx(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    s = svc.settings
+    link = MqttLink(
+        s.mqtt,
+        client_id=s.mqtt_client_id,
+        subscriptions=[
+            (t, 1) for t in contract.uplink_subscriptions(s.mqtt_prefix) if not t.endswith("commands/result")
+        ],
+        receive_maximum=s.mqtt_receive_maximum,
+        session_expiry_s=s.mqtt_session_expiry_s,
+    )
+    assert svc.bus is not None
+    assert svc.outbox is not None
+    svc.link = link
+    svc.gateway = DeviceGateway(
+        sm=svc.sm, link=link, bus=svc.bus, prefix=s.mqtt_prefix, on_notifications=svc.outbox.wake
+    )
+    await link.start()
+    task = _task(svc.gateway.run(), "devices.gateway")
+    yield
+    await cancel_and_wait(task)
+    await link.close()
+
+
+async def _close_websockets(app: web.Application) -> None:
+    await app[HUB].close_all()
+
+
+async def serve(
+    settings: Settings,
+    *,
+    shutdown: asyncio.Event | None = None,
+    on_ready: Callable[[web.Application, int], None] | None = None,
+) -> None:
+    """Run the backend until ``shutdown`` is set (or SIGINT/SIGTERM when not given)."""
+    app = build_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stop = shutdown or asyncio.Event()
+    if shutdown is None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        port = int(runner.addresses[0][1])
+        log.info("listening on http://%s:%d", settings.http_host, port)
+        print(json.dumps({"event": "ready", "http": f"http://{settings.http_host}:{port}"}), flush=True)
+        if on_ready is not None:
+            on_ready(app, port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

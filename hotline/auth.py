@@ -1,0 +1,85 @@
+"""Bearer tokens and role checks.
+
+Tokens are random; only their SHA-256 is stored, so a leaked database does not leak
+working credentials. Permissions are a plain table from action to roles, so an auditor
+can read who may do what in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from hotline.errors import ForbiddenError
+
+CONSOLE_ROLES = frozenset({"operator", "dispatcher", "supervisor", "admin"})
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "elders.read": CONSOLE_ROLES | {"family"},
+    "elders.write": frozenset({"operator", "supervisor", "admin"}),
+    "devices.read": CONSOLE_ROLES | {"vendor"},
+    "devices.write": frozenset({"supervisor", "admin", "vendor"}),
+    "incidents.read": CONSOLE_ROLES | {"family"},
+    "ws.connect": CONSOLE_ROLES | {"family"},
+    "audit.read": frozenset({"supervisor", "admin"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    name: str
+    role: str
+    elder_id: str | None = None
+    provider_id: str | None = None
+    extension: str | None = None
+
+    @property
+    def is_console(self) -> bool:
+        return self.role in CONSOLE_ROLES
+
+    def can_see_elder(self, elder_id: str) -> bool:
+        """Console staff see every elder; a family sees only its own."""
+        return self.is_console or (self.role == "family" and self.elder_id == elder_id)
+
+
+def new_token() -> str:
+    return "hl_" + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def require(principal: Principal, action: str) -> None:
+    if principal.role not in PERMISSIONS[action]:
+        raise ForbiddenError(f"role {principal.role!r} may not {action}")
+
+
+def new_device_secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def hash_device_secret(secret: str, *, salt: bytes | None = None, iterations: int = 1000) -> str:
+    """PBKDF2-SHA512 in Mosquitto's ``$7$`` format, so the broker can check it directly.
+
+    Device secrets are 192 random bits, not human passwords, so a low iteration count
+    costs nothing in security and keeps registering a fleet fast.
+    """
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_device_secret(secret: str, stored: str) -> bool:
+    try:
+        _, seven, iterations, salt_b64, digest_b64 = stored.split("$")
+    except ValueError:
+        return False
+    if seven != "7":
+        return False
+    digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), base64.b64decode(salt_b64), int(iterations))
+    return hmac.compare_digest(digest, base64.b64decode(digest_b64))

@@ -1,0 +1,165 @@
+"""The ``hotline`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from sqlalchemy import select
+
+from hotline.auth import hash_token, new_token
+from hotline.config import Settings, load_settings
+from hotline.errors import ConfigError, HotlineError
+from hotline.storage.db import make_engine, make_sessionmaker, upgrade
+from hotline.storage.models import ROLES, Elder, Provider, User
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hotline", description="12349 elderly-care hotline backend")
+    p.add_argument("--config", help="TOML file under the environment variables")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the backend (HTTP API, device gateway, outbox)")
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations up to the newest")
+
+    user = sub.add_parser("user", help="users and tokens")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user and print a bearer token")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--extension", help="queue member extension of an operator, e.g. op1001")
+    add.add_argument("--elder", help="the elder a family user may see")
+    add.add_argument("--provider", help="the provider a provider user acts for")
+
+    seed = sub.add_parser("seed", help="synthetic data")
+    seed_sub = seed.add_subparsers(dest="seed_command", required=True)
+    demo_seed = seed_sub.add_parser("demo", help="a synthetic district")
+    demo_seed.add_argument("--elders", type=int, default=200)
+    demo_seed.add_argument("--providers", type=int, default=40)
+    demo_seed.add_argument("--family-webhook", help="deliver family alerts to this URL (default: SMS channel)")
+    demo_seed.add_argument("--seed", type=int, default=12349)
+
+    demo = sub.add_parser("demo", help="run everything on this machine with simulators")
+    demo.add_argument("--elders", type=int, default=200)
+    demo.add_argument("--providers", type=int, default=40)
+    demo.add_argument("--devices", type=int, default=30, help="how many seeded devices the fleet simulator plays")
+    demo.add_argument("--sos-every", type=float, default=4.0, help="mean seconds between simulated alarms")
+    demo.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")
+    demo.add_argument("--workdir", default="var/demo", help="where the demo database and child-process files go")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(config_path=args.config)
+    except ConfigError as exc:
+        print(f"hotline: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return _dispatch(args, settings)
+    except HotlineError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        from hotline.app import serve
+
+        asyncio.run(serve(settings))
+        return 0
+    if args.command == "db":
+        upgrade(settings.database_url)
+        print("database is at the newest revision")
+        return 0
+    if args.command == "user":
+        print(
+            asyncio.run(
+                add_user(
+                    settings,
+                    args.name,
+                    args.role,
+                    extension=args.extension,
+                    elder_id=args.elder,
+                    provider_id=args.provider,
+                )
+            )
+        )
+        return 0
+    if args.command == "seed":
+        from hotline.seed import seed_demo
+
+        async def _seed() -> str:
+            engine = make_engine(settings.database_url)
+            try:
+                r = await seed_demo(
+                    make_sessionmaker(engine),
+                    elders=args.elders,
+                    providers=args.providers,
+                    family_webhook=args.family_webhook,
+                    seed=args.seed,
+                )
+            finally:
+                await engine.dispose()
+            return f"seeded {r.elders} elders, {len(r.devices)} devices, {r.providers} providers"
+
+        print(asyncio.run(_seed()))
+        return 0
+    if args.command == "demo":
+        from hotline.demo import run_demo
+
+        return asyncio.run(run_demo(settings, args))
+    raise AssertionError(args.command)
+
+
+async def add_user(
+    settings: Settings,
+    name: str,
+    role: str,
+    *,
+    extension: str | None = None,
+    elder_id: str | None = None,
+    provider_id: str | None = None,
+) -> str:
+    """Create a user and return its bearer token (shown once; only the hash is stored)."""
+    if role == "family" and not elder_id:
+        raise ConfigError("a family user needs --elder ELDER_ID")
+    if role == "provider" and not provider_id:
+        raise ConfigError("a provider user needs --provider PROVIDER_ID")
+    token = new_token()
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            if await session.scalar(select(User.id).where(User.name == name)) is not None:
+                raise HotlineError(f"user {name!r} already exists")
+            if elder_id and await session.get(Elder, elder_id) is None:
+                raise HotlineError(f"elder {elder_id} does not exist")
+            if provider_id and await session.get(Provider, provider_id) is None:
+                raise HotlineError(f"provider {provider_id} does not exist")
+            session.add(
+                User(
+                    name=name,
+                    role=role,
+                    token_hash=hash_token(token),
+                    extension=extension,
+                    elder_id=elder_id,
+                    provider_id=provider_id,
+                )
+            )
+    finally:
+        await engine.dispose()
+    return token

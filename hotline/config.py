@@ -1,0 +1,247 @@
+"""Configuration from environment variables, with an optional TOML file underneath.
+
+Precedence: environment > ``--config`` file > defaults. Every value is validated at
+start-up, and a bad one raises :class:`ConfigError` naming the variable, so a typo in a
+deployment fails loudly instead of half-working.
+
+TOML keys are the variable names without the ``HOTLINE_`` prefix, in lower case, either
+at top level or under a ``[hotline]`` table::
+
+    database_url = "postgresql+asyncpg://hotline@db/hotline"
+    mqtt_prefix = "hotline/v1"
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from hotline.errors import ConfigError
+
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+# Public on purpose: lets the demo and its simulators agree with no set-up. Never for production.
+DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZA=="  # noqa: S105
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AmiTarget:
+    host: str
+    port: int
+    username: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///hotline.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "hotline"
+    mqtt: MqttTarget = field(
+        default_factory=lambda: MqttTarget("127.0.0.1", 1883, tls=False, username=None, password=None)
+    )
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_prefix: str = "hotline/v1"
+    mqtt_client_id: str = "hotline-backend"
+    mqtt_receive_maximum: int = 100
+    mqtt_session_expiry_s: int = 86_400
+    ami: AmiTarget | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    webhook_secrets: tuple[str, ...] = (DEV_WEBHOOK_SECRET,)
+    webhook_secret_is_default: bool = True
+    log_level: str = "INFO"
+
+
+_KEYS = (
+    "database_url",
+    "redis_url",
+    "redis_prefix",
+    "mqtt_url",
+    "mqtt_prefix",
+    "mqtt_client_id",
+    "mqtt_receive_maximum",
+    "mqtt_session_expiry",
+    "ami_url",
+    "http_host",
+    "http_port",
+    "webhook_secret",
+    "log_level",
+)
+
+
+def _var(key: str) -> str:
+    return "HOTLINE_" + key.upper()
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default ``os.environ``) and an optional TOML file."""
+    env = os.environ if env is None else env
+    raw: dict[str, str] = {}
+    if config_path is not None:
+        raw.update(_read_toml(Path(config_path)))
+    for key in _KEYS:
+        if _var(key) in env:
+            raw[key] = env[_var(key)]
+
+    kwargs: dict[str, object] = {}
+    if "database_url" in raw:
+        kwargs["database_url"] = _database_url(raw["database_url"])
+    if "redis_url" in raw:
+        kwargs["redis_url"] = _redis_url(raw["redis_url"])
+    if "redis_prefix" in raw:
+        kwargs["redis_prefix"] = _identifier("redis_prefix", raw["redis_prefix"])
+    mqtt_url = raw.get("mqtt_url", DEFAULT_MQTT_URL)
+    kwargs["mqtt_url"] = mqtt_url
+    kwargs["mqtt"] = _mqtt_target(mqtt_url)
+    if "mqtt_prefix" in raw:
+        kwargs["mqtt_prefix"] = _mqtt_prefix(raw["mqtt_prefix"])
+    if "mqtt_client_id" in raw:
+        kwargs["mqtt_client_id"] = _identifier("mqtt_client_id", raw["mqtt_client_id"])
+    if "mqtt_receive_maximum" in raw:
+        kwargs["mqtt_receive_maximum"] = _int("mqtt_receive_maximum", raw["mqtt_receive_maximum"], 1, 65535)
+    if "mqtt_session_expiry" in raw:
+        kwargs["mqtt_session_expiry_s"] = _int("mqtt_session_expiry", raw["mqtt_session_expiry"], 0, 2**32 - 1)
+    if raw.get("ami_url"):
+        kwargs["ami"] = _ami_target(raw["ami_url"])
+    if "http_host" in raw:
+        if not raw["http_host"].strip():
+            raise ConfigError(f"{_var('http_host')} must not be empty")
+        kwargs["http_host"] = raw["http_host"].strip()
+    if "http_port" in raw:
+        kwargs["http_port"] = _int("http_port", raw["http_port"], 0, 65535)
+    if raw.get("webhook_secret"):
+        kwargs["webhook_secrets"] = _webhook_secrets(raw["webhook_secret"])
+        kwargs["webhook_secret_is_default"] = False
+    if "log_level" in raw:
+        level = raw["log_level"].upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"{_var('log_level')} must be DEBUG, INFO, WARNING or ERROR, got {raw['log_level']!r}")
+        kwargs["log_level"] = level
+    return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def _read_toml(path: Path) -> dict[str, str]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config file {path} is not valid TOML: {exc}") from exc
+    table = data.get("hotline", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"--config file {path}: [hotline] must be a table")
+    out: dict[str, str] = {}
+    for key, value in table.items():
+        if key not in _KEYS:
+            raise ConfigError(f"--config file {path}: unknown key {key!r} (known: {', '.join(_KEYS)})")
+        out[key] = str(value)
+    return out
+
+
+def _int(key: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError as exc:
+        raise ConfigError(f"{_var(key)} must be an integer, got {value!r}") from exc
+    if not low <= number <= high:
+        raise ConfigError(f"{_var(key)} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _identifier(key: str, value: str) -> str:
+    value = value.strip()
+    if not value or (any(c in value for c in " #+/\x00") and key != "redis_prefix"):
+        raise ConfigError(f"{_var(key)} must be a non-empty name without spaces, '#', '+' or '/'")
+    return value
+
+
+def _database_url(value: str) -> str:
+    value = value.strip()
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme in {"postgresql", "postgres"}:
+        # A plain libpq-style URL is what users paste; we only speak asyncpg.
+        return "postgresql+asyncpg://" + value.split("://", 1)[1]
+    if scheme not in {"sqlite+aiosqlite", "postgresql+asyncpg"}:
+        raise ConfigError(
+            f"{_var('database_url')} must start with sqlite+aiosqlite:// or postgresql+asyncpg://, got {value!r}"
+        )
+    return value
+
+
+def _redis_url(value: str) -> str:
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in {"redis", "rediss", "unix"} or (parts.scheme != "unix" and not parts.hostname):
+        raise ConfigError(f"{_var('redis_url')} must look like redis://host:port/db, got {value!r}")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{_var('redis_url')} has an invalid port: {value!r}") from exc
+    return value
+
+
+def _mqtt_target(value: str) -> MqttTarget:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+        raise ConfigError(f"{_var('mqtt_url')} must look like mqtt://[user:pass@]host:port, got {value!r}")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError as exc:
+        raise ConfigError(f"{_var('mqtt_url')} has an invalid port: {value!r}") from exc
+    return MqttTarget(
+        host=parts.hostname,
+        port=port,
+        tls=parts.scheme == "mqtts",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def _mqtt_prefix(value: str) -> str:
+    value = value.strip()
+    if not value or value.startswith("/") or value.endswith("/") or any(c in value for c in "#+\x00 "):
+        raise ConfigError(
+            f"{_var('mqtt_prefix')} must be a topic prefix like hotline/v1 "
+            f"(no wildcards, no leading or trailing '/'), got {value!r}"
+        )
+    return value
+
+
+def _ami_target(value: str) -> AmiTarget:
+    parts = urlsplit(value.strip())
+    try:
+        port = parts.port or 5038
+    except ValueError as exc:
+        raise ConfigError(f"{_var('ami_url')} has an invalid port: {value!r}") from exc
+    if parts.scheme != "ami" or not parts.hostname or not parts.username or not parts.password:
+        raise ConfigError(f"{_var('ami_url')} must look like ami://user:secret@host:5038, got a value of another shape")
+    return AmiTarget(parts.hostname, port, unquote(parts.username), unquote(parts.password))
+
+
+def _webhook_secrets(value: str) -> tuple[str, ...]:
+    """Comma-separated ``whsec_<base64>`` secrets; all of them sign, so receivers can rotate."""
+    secrets = tuple(s.strip() for s in value.split(",") if s.strip())
+    for secret in secrets:
+        if not secret.startswith("whsec_"):
+            raise ConfigError(f"{_var('webhook_secret')} entries must start with 'whsec_'")
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except ValueError as exc:
+            raise ConfigError(f"{_var('webhook_secret')} entries must be whsec_ followed by base64") from exc
+        if len(key) < 16:
+            raise ConfigError(f"{_var('webhook_secret')} keys must be at least 16 bytes")
+    return secrets

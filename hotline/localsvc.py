@@ -1,0 +1,108 @@
+"""Finding or starting local Redis and Mosquitto for the demo and the test harness.
+
+If a server answers on the default port we use it; otherwise we start a child process
+on a free loopback port and own it: the caller stops it by PID when done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotline.errors import HotlineError
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def port_open(host: str, port: int, wait_s: float = 0.5) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait_s)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def _wait_port(port: int, child: Child, seconds: float = 10) -> None:
+    for _ in range(int(seconds * 10)):
+        if await port_open("127.0.0.1", port):
+            return
+        if child.proc.poll() is not None:
+            break
+        await asyncio.sleep(0.1)
+    child.stop()
+    raise HotlineError(f"{child.name} did not start on port {port}")
+
+
+def _need(binary: str, package: str) -> str:
+    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
+    if path is None:
+        raise HotlineError(f"{binary} is not installed (apt-get install {package}; ./dev demo does this)")
+    return path
+
+
+async def start_redis(workdir: Path) -> tuple[int, Child]:
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, and Child.stop must work from sync cleanup
+        [
+            _need("redis-server", "redis-server"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    child = Child("redis-server", proc)
+    await _wait_port(port, child)
+    return port, child
+
+
+async def start_mosquitto(workdir: Path, extra_conf: str = "") -> tuple[int, Child]:
+    port = free_port()
+    conf = workdir / f"mosquitto-{port}.conf"
+    # max_queued_messages 0 (unlimited): the default of 1000 silently drops alarms for a
+    # subscriber that falls behind.
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n{extra_conf}",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, and Child.stop must work from sync cleanup
+        [_need("mosquitto", "mosquitto"), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    child = Child("mosquitto", proc)
+    await _wait_port(port, child)
+    return port, child

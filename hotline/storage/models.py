@@ -1,0 +1,263 @@
+"""ORM models. One module, because every package shares the same schema and migrations.
+
+Timestamps are stored in UTC and always come back timezone-aware (SQLite drops the
+offset, PostgreSQL keeps it); :class:`UTCDateTime` hides the difference.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ROLES = ("operator", "dispatcher", "supervisor", "admin", "provider", "family", "vendor")
+DEVICE_KINDS = ("one_touch_phone", "watch", "pendant", "sensor")
+CARE_LEVELS = ("self_care", "mild", "moderate", "severe", "partly_disabled", "dementia")
+ECONOMIC_CATEGORIES = (
+    "none",
+    "dibao",  # 低保
+    "dibao_edge",  # 低保边缘
+    "sanwu",  # 三无
+    "wubao",  # 五保
+    "family_planning_special",  # 计划生育特殊家庭
+)
+LIVING_SITUATIONS = ("alone", "empty_nest", "with_family", "institution")
+CONTACT_CHANNELS = ("webhook", "sms", "voice", "none")
+PROVIDER_KINDS = ("service_station", "caregiver", "meal_kitchen", "clinic", "ambulance")
+INCIDENT_STATUSES = (
+    "open",
+    "acknowledged",
+    "dispatched",
+    "accepted",
+    "en_route",
+    "on_scene",
+    "resolved",
+    "cancelled",
+)
+OPEN_STATUSES = INCIDENT_STATUSES[:6]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """Time-ordered, unguessable id: ``inc_018f3a...``."""
+    return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Elder(Base):
+    __tablename__ = "elders"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("eld"))
+    name: Mapped[str] = mapped_column(String(64))
+    gender: Mapped[str] = mapped_column(String(8))  # "F" | "M"
+    birth_date: Mapped[date] = mapped_column(Date)
+    address: Mapped[str] = mapped_column(String(255))
+    district: Mapped[str | None] = mapped_column(String(64), index=True)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    phones: Mapped[list[Any]] = mapped_column(default=list)
+    medical_notes: Mapped[str] = mapped_column(Text, default="")
+    care_level: Mapped[str] = mapped_column(String(24))
+    economic_category: Mapped[str] = mapped_column(String(32))
+    living_situation: Mapped[str] = mapped_column(String(24))
+    home_radius_m: Mapped[int] = mapped_column(Integer, default=500)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    contacts: Mapped[list[EmergencyContact]] = relationship(
+        back_populates="elder", order_by="EmergencyContact.priority", cascade="all, delete-orphan"
+    )
+    devices: Mapped[list[Device]] = relationship(back_populates="elder")
+
+
+class EmergencyContact(Base):
+    __tablename__ = "emergency_contacts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    relation: Mapped[str] = mapped_column(String(32))
+    phone: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16), default="sms")
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+
+    elder: Mapped[Elder] = relationship(back_populates="contacts")
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id"), index=True)
+    sim_number: Mapped[str | None] = mapped_column(String(32))
+    vendor: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(64))
+    credential_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    elder: Mapped[Elder] = relationship(back_populates="devices")
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("prv"))
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(24))
+    services: Mapped[list[Any]] = mapped_column(default=list)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    address: Mapped[str] = mapped_column(String(255), default="")
+    phone: Mapped[str | None] = mapped_column(String(32))
+    service_radius_m: Mapped[int] = mapped_column(Integer, default=3000)
+    working_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    capacity: Mapped[int] = mapped_column(Integer, default=1)
+    current_load: Mapped[int] = mapped_column(Integer, default=0)
+    availability: Mapped[str] = mapped_column(String(16), default="available")
+    rating: Mapped[float] = mapped_column(Float, default=4.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_elder_status", "elder_id", "status"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("inc"))
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id"))
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.device_id"))
+    type: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    timeline: Mapped[list[IncidentEvent]] = relationship(
+        back_populates="incident", order_by="IncidentEvent.id", cascade="all, delete-orphan"
+    )
+
+
+class IncidentEvent(Base):
+    __tablename__ = "incident_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    incident: Mapped[Incident] = relationship(back_populates="timeline")
+
+
+class DeviceEventRecord(Base):
+    """Every accepted device event, exactly once: the constraint is the deduplication."""
+
+    __tablename__ = "device_events"
+    __table_args__ = (UniqueConstraint("device_id", "event_id", name="uq_device_events_device_event"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    device_ts: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"))
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(500))
+    payload: Mapped[str] = mapped_column(Text)  # truncated, undecodable bytes replaced
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class Notification(Base):
+    """The outbox: written in the same transaction as the fact it announces."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("msg"))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(500))
+    event_type: Mapped[str] = mapped_column(String(48))
+    elder_id: Mapped[str | None] = mapped_column(ForeignKey("elders.id"))
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("emergency_contacts.id"))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # pending -> sending -> delivered | (pending again with back-off) | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("usr"))
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    extension: Mapped[str | None] = mapped_column(String(32), index=True)
+    elder_id: Mapped[str | None] = mapped_column(ForeignKey("elders.id"))
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("providers.id"))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,142 @@
+"""Model -> JSON views shared by the API, the WebSocket feed and notifications.
+
+Pure functions: no session, no I/O. Relationship attributes must be loaded by the caller.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from hotline.storage.models import (
+    Device,
+    Elder,
+    EmergencyContact,
+    Incident,
+    IncidentEvent,
+    Notification,
+    Provider,
+)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def age(birth: date, today: date | None = None) -> int:
+    today = today or datetime.now(UTC).date()
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def contact_view(c: EmergencyContact) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "relation": c.relation,
+        "phone": c.phone,
+        "channel": c.channel,
+        "webhook_url": c.webhook_url,
+        "priority": c.priority,
+    }
+
+
+def elder_view(e: Elder, *, with_contacts: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": e.id,
+        "name": e.name,
+        "gender": e.gender,
+        "birth_date": e.birth_date.isoformat(),
+        "age": age(e.birth_date),
+        "address": e.address,
+        "district": e.district,
+        "lat": e.lat,
+        "lon": e.lon,
+        "phones": list(e.phones),
+        "medical_notes": e.medical_notes,
+        "care_level": e.care_level,
+        "economic_category": e.economic_category,
+        "living_situation": e.living_situation,
+        "home_radius_m": e.home_radius_m,
+        "created_at": iso(e.created_at),
+    }
+    if with_contacts:
+        out["contacts"] = [contact_view(c) for c in e.contacts]
+    return out
+
+
+def elder_summary(e: Elder) -> dict[str, Any]:
+    """What an operator needs at a glance when an alarm pops."""
+    return {
+        "id": e.id,
+        "name": e.name,
+        "gender": e.gender,
+        "age": age(e.birth_date),
+        "address": e.address,
+        "phones": list(e.phones),
+        "medical_notes": e.medical_notes,
+        "care_level": e.care_level,
+        "economic_category": e.economic_category,
+        "living_situation": e.living_situation,
+        "contacts": [{"name": c.name, "relation": c.relation, "phone": c.phone} for c in e.contacts],
+    }
+
+
+def device_view(d: Device) -> dict[str, Any]:
+    return {
+        "device_id": d.device_id,
+        "kind": d.kind,
+        "elder_id": d.elder_id,
+        "sim_number": d.sim_number,
+        "vendor": d.vendor,
+        "model": d.model,
+        "created_at": iso(d.created_at),
+    }
+
+
+def incident_view(i: Incident) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "elder_id": i.elder_id,
+        "device_id": i.device_id,
+        "type": i.type,
+        "severity": i.severity,
+        "status": i.status,
+        "source": i.source,
+        "location": i.location,
+        "created_at": iso(i.created_at),
+        "updated_at": iso(i.updated_at),
+    }
+
+
+def timeline_view(ev: IncidentEvent) -> dict[str, Any]:
+    return {"at": iso(ev.at), "kind": ev.kind, "actor": ev.actor, "data": ev.data}
+
+
+def notification_view(n: Notification) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "channel": n.channel,
+        "event_type": n.event_type,
+        "status": n.status,
+        "attempts": n.attempts,
+        "last_error": n.last_error,
+        "created_at": iso(n.created_at),
+        "delivered_at": iso(n.delivered_at),
+    }
+
+
+def provider_view(p: Provider) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "kind": p.kind,
+        "services": list(p.services),
+        "lat": p.lat,
+        "lon": p.lon,
+        "address": p.address,
+        "service_radius_m": p.service_radius_m,
+        "capacity": p.capacity,
+        "current_load": p.current_load,
+        "availability": p.availability,
+        "rating": p.rating,
+    }

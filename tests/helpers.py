@@ -1,0 +1,118 @@
+"""Test helpers: a real backend process, a plain MQTT client, and waiting without sleeping blindly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10, every: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+class DeviceClient:
+    """A plain paho MQTT client standing in for one device; acks land in an asyncio queue."""
+
+    def __init__(self, port: int, prefix: str, device_id: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.base = f"{prefix}/devices/{device_id}"
+        self.acks: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+        self._loop = loop
+        self._ready = asyncio.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{device_id}-{time.monotonic_ns()}")
+        self.client.on_connect = lambda c, *_: c.subscribe(f"{self.base}/ack", qos=1)
+        self.client.on_subscribe = lambda *_: loop.call_soon_threadsafe(self._ready.set)
+        self.client.on_message = lambda _c, _u, m: loop.call_soon_threadsafe(
+            self.acks.put_nowait, (time.monotonic(), json.loads(m.payload))
+        )
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    async def ready(self) -> DeviceClient:
+        await asyncio.wait_for(self._ready.wait(), 10)
+        return self
+
+    def publish(
+        self, payload: bytes | str | dict[str, Any], *, channel: str = "events", qos: int = 1, retain: bool = False
+    ) -> None:
+        data = json.dumps(payload) if isinstance(payload, dict) else payload
+        self.client.publish(f"{self.base}/{channel}", data, qos=qos, retain=retain).wait_for_publish(5)
+
+    async def next_ack(self, timeout: float = 5) -> dict[str, Any]:
+        _, ack = await asyncio.wait_for(self.acks.get(), timeout)
+        return ack
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class BackendProcess:
+    """``hotline serve`` as a real child process; the test owns it and ends it by PID."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{env['HOTLINE_HTTP_PORT']}"
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "hotline", *args], env=self.env, capture_output=True, timeout=60, check=False
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"hotline {' '.join(args)} failed: {out.stderr.decode()}")
+        return out.stdout.decode().strip()
+
+    async def start(self, *, wait_mqtt: bool = True) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hotline", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+        async def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"backend exited early:\n{self.log_path.read_text()}")
+            try:
+                async with aiohttp.ClientSession() as s, s.get(f"{self.url}/readyz") as r:
+                    body = await r.json()
+                    return r.status == 200 or (not wait_mqtt and body["checks"]["database"] == "ok")
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(ready, timeout=30, every=0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no DISCONNECT; what a power cut looks like."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+
+from hotline.config import load_settings
+from hotline.errors import ConfigError
+
+
+def test_defaults_match_the_documented_values() -> None:
+    s = load_settings({})
+    assert s.database_url == "sqlite+aiosqlite:///hotline.db"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert (s.mqtt.host, s.mqtt.port) == ("127.0.0.1", 1883)
+    assert s.mqtt_prefix == "hotline/v1"
+    assert s.ami is None
+    assert (s.http_host, s.http_port) == ("127.0.0.1", 8080)
+
+
+def test_environment_values_are_parsed() -> None:
+    s = load_settings(
+        {
+            "HOTLINE_DATABASE_URL": "postgresql://hotline:pw@db:5432/hotline",
+            "HOTLINE_MQTT_URL": "mqtt://backend:s%40cret@broker:1884",
+            "HOTLINE_AMI_URL": "ami://hotline:secret@127.0.0.1:5038",
+            "HOTLINE_HTTP_PORT": "9000",
+            "HOTLINE_MQTT_PREFIX": "city/v1",
+        }
+    )
+    assert s.database_url == "postgresql+asyncpg://hotline:pw@db:5432/hotline"
+    assert (s.mqtt.host, s.mqtt.port, s.mqtt.username, s.mqtt.password) == ("broker", 1884, "backend", "s@cret")
+    assert s.ami is not None and (s.ami.username, s.ami.secret, s.ami.port) == ("hotline", "secret", 5038)
+    assert s.http_port == 9000
+    assert s.mqtt_prefix == "city/v1"
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("HOTLINE_DATABASE_URL", "mysql://x"),
+        ("HOTLINE_REDIS_URL", "http://localhost"),
+        ("HOTLINE_MQTT_URL", "tcp://localhost:1883"),
+        ("HOTLINE_MQTT_URL", "mqtt://localhost:notaport"),
+        ("HOTLINE_MQTT_PREFIX", "hotline/#"),
+        ("HOTLINE_MQTT_PREFIX", "/hotline"),
+        ("HOTLINE_AMI_URL", "ami://127.0.0.1:5038"),
+        ("HOTLINE_HTTP_PORT", "eighty"),
+        ("HOTLINE_HTTP_PORT", "70000"),
+        ("HOTLINE_WEBHOOK_SECRET", "plain-secret"),
+        ("HOTLINE_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_a_bad_value_names_its_variable(var: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        load_settings({var: value})
+
+
+def test_toml_file_sits_under_the_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "hotline.toml"
+    cfg.write_text('[hotline]\nhttp_port = 9100\nmqtt_prefix = "file/v1"\n')
+    s = load_settings({"HOTLINE_MQTT_PREFIX": "env/v1"}, cfg)
+    assert s.http_port == 9100
+    assert s.mqtt_prefix == "env/v1"
+
+
+def test_toml_unknown_key_and_missing_file_are_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "hotline.toml"
+    cfg.write_text("htp_port = 1\n")
+    with pytest.raises(ConfigError, match="unknown key 'htp_port'"):
+        load_settings({}, cfg)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({}, tmp_path / "missing.toml")
+
+
+def test_cli_reports_a_bad_variable_and_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hotline.cli import main
+
+    monkeypatch.setenv("HOTLINE_HTTP_PORT", "x")
+    assert main(["db", "upgrade"]) == 2
+    assert "HOTLINE_HTTP_PORT" in capsys.readouterr().err
