@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any, Literal, TypedDict, cast
 
 from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
 from devices.errors import ContractError, UnknownTopicError
 
@@ -88,9 +89,27 @@ def schema(name: str) -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(text))
 
 
+SCHEMAS = ("event", "ack", "telemetry", "status", "command", "command_result")
+
+
+@cache
+def _registry() -> Registry[Any]:
+    # Schemas refer to each other by $id (telemetry reuses event's location, ...).
+    resources_ = [(schema(n)["$id"], Resource.from_contents(schema(n))) for n in SCHEMAS]
+    return Registry().with_resources(resources_)
+
+
 @cache
 def _validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(schema(name))
+    return Draft202012Validator(schema(name), registry=_registry())
+
+
+def _validate(name: str, data: dict[str, Any], event_id: str | None = None) -> None:
+    errors = sorted(_validator(name).iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.path) or "payload"
+        raise ContractError(f"{where}: {first.message}", event_id=event_id)
 
 
 def topics(prefix: str, device_id: str) -> dict[str, str]:
@@ -178,11 +197,7 @@ def parse_event(payload: bytes) -> DeviceEvent:
     data = _load_object(payload)
     raw_id = data.get("event_id")
     event_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
-    errors = sorted(_validator("event").iter_errors(data), key=lambda e: list(e.path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.path) or "payload"
-        raise ContractError(f"{where}: {first.message}", event_id=event_id)
+    _validate("event", data, event_id)
     assert event_id is not None  # the schema requires it
     try:
         ts = parse_ts(data["ts"])
@@ -228,16 +243,7 @@ def build_event(
         "ts": ts if isinstance(ts, int) else ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     }
     if location is not None:
-        body["location"] = {
-            k: v
-            for k, v in {
-                "lat": location.lat,
-                "lon": location.lon,
-                "accuracy_m": location.accuracy_m,
-                "source": location.source,
-            }.items()
-            if v is not None
-        }
+        body["location"] = _location_json(location)
     if battery_pct is not None:
         body["battery_pct"] = battery_pct
     if extra:
@@ -252,7 +258,130 @@ def build_ack(event_id: str, status: AckStatus, *, incident_id: str | None = Non
 
 def parse_ack(payload: bytes) -> AckPayload:
     data = _load_object(payload)
-    errors = list(_validator("ack").iter_errors(data))
-    if errors:
-        raise ContractError(f"ack: {errors[0].message}")
+    _validate("ack", data)
     return cast(AckPayload, {"incident_id": None, "reason": None, **data})
+
+
+def _location(raw: dict[str, Any] | None) -> Location | None:
+    if not raw:
+        return None
+    return Location(float(raw["lat"]), float(raw["lon"]), raw.get("accuracy_m"), raw.get("source"))
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    ts: datetime
+    location: Location | None
+    battery_pct: int | None
+    charging: bool | None
+    power: str | None
+    heart_rate: float | None
+    spo2: float | None
+    signal_dbm: int | None
+    steps: int | None
+    worn: bool | None
+
+
+def parse_telemetry(payload: bytes) -> Telemetry:
+    data = _load_object(payload)
+    _validate("telemetry", data)
+    vitals = data.get("vitals") or {}
+    return Telemetry(
+        ts=parse_ts(data["ts"]),
+        location=_location(data.get("location")),
+        battery_pct=data.get("battery_pct"),
+        charging=data.get("charging"),
+        power=data.get("power"),
+        heart_rate=vitals.get("heart_rate"),
+        spo2=vitals.get("spo2"),
+        signal_dbm=data.get("signal_dbm"),
+        steps=data.get("steps"),
+        worn=data.get("worn"),
+    )
+
+
+def _location_json(loc: Location) -> dict[str, Any]:
+    fields = {"lat": loc.lat, "lon": loc.lon, "accuracy_m": loc.accuracy_m, "source": loc.source}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def build_telemetry(ts: datetime | int, **fields: Any) -> bytes:
+    """Encode (and validate) telemetry the way a conforming device does. ``fields`` are the
+    schema's optional fields; ``location`` may be a :class:`Location`."""
+    body: dict[str, Any] = {"ts": ts if isinstance(ts, int) else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")}
+    for key, value in fields.items():
+        if isinstance(value, Location):
+            body[key] = _location_json(value)
+        elif value is not None:
+            body[key] = value
+    _validate("telemetry", body)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def build_status(online: bool, ts: int) -> bytes:
+    return json.dumps({"state": "online" if online else "offline", "ts": ts}, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    online: bool
+    ts: datetime | None
+
+
+def parse_status(payload: bytes) -> Status:
+    data = _load_object(payload)
+    _validate("status", data)
+    return Status(online=data["state"] == "online", ts=parse_ts(data["ts"]) if "ts" in data else None)
+
+
+COMMAND_TYPES = ("call_back", "locate", "play_message", "set_heartbeat_interval", "silence_alarm")
+ResultStatus = Literal["done", "failed", "unsupported"]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    command_id: str
+    type: str
+    params: dict[str, Any]
+    expires_at: datetime
+
+
+def build_command(command_id: str, type_: str, params: dict[str, Any], expires_at: datetime) -> bytes:
+    """Encode (and validate) a command; an invalid one raises before it reaches a device."""
+    body = {
+        "command_id": command_id,
+        "type": type_,
+        "params": params,
+        "expires_at": expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    _validate("command", body)
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_command(payload: bytes) -> Command:
+    data = _load_object(payload)
+    _validate("command", data)
+    return Command(data["command_id"], data["type"], data["params"], parse_ts(data["expires_at"]))
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    command_id: str
+    status: ResultStatus
+    detail: str | None
+    location: Location | None
+
+
+def parse_command_result(payload: bytes) -> CommandResult:
+    data = _load_object(payload)
+    _validate("command_result", data)
+    return CommandResult(data["command_id"], data["status"], data.get("detail"), _location(data.get("location")))
+
+
+def build_command_result(
+    command_id: str, status: ResultStatus, detail: str | None = None, location: Location | None = None
+) -> bytes:
+    body: dict[str, Any] = {"command_id": command_id, "status": status, "detail": detail}
+    if location is not None:
+        body["location"] = {"lat": location.lat, "lon": location.lon}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,4 +1,4 @@
-"""The device gateway: MQTT messages in, stored events and acks out.
+"""The device gateway: MQTT messages in, stored facts, acks and console events out.
 
 For an ``events`` message the order is fixed, because it is the whole guarantee:
 
@@ -6,20 +6,26 @@ For an ``events`` message the order is fixed, because it is the whole guarantee:
 2. store the event, and for an emergency the incident and its outbox rows, in one
    transaction; the ``(device_id, event_id)`` constraint makes a retransmission a no-op;
 3. only then publish the application ack to the device and PUBACK the broker;
-4. push the console event and wake the outbox.
+4. apply the condition rules, push console events and wake the outbox.
 
 A crash before step 3 leaves the message unacknowledged in the broker's session, so it
 comes back; a crash after it finds the row already there and answers ``duplicate``.
+
+Telemetry and status are signs of life for :class:`~devices.presence_store.PresenceStore`
+(buffered, flushed in batches) and inputs to the condition rules. A flooding device is
+throttled per device; an emergency event is never throttled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -28,18 +34,36 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from devices import contract
+from devices import contract, rules
+from devices.commands import CommandService
+from devices.conditions import ConditionService
+from devices.directory import DeviceDirectory
 from devices.errors import ContractError, UnknownTopicError
 from devices.mqtt_link import Inbound, MqttLink
-from dispatch.incidents import IncidentCreated, open_incident
+from devices.presence import DampingPolicy
+from devices.presence_store import PresenceStore
+from devices.ratelimit import RateLimiter
+from dispatch.incidents import IncidentCreated, add_timeline, open_incident
 from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
 from hotline.clock import Clock, SystemClock
-from hotline.storage.models import DeadLetter, Device, DeviceEventRecord, Elder
+from hotline.storage.models import OPEN_STATUSES, DeadLetter, Device, DeviceEventRecord, Elder, Incident
+from hotline.views import elder_summary
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_PAYLOAD_CHARS = 2000
+SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayPolicy:
+    heartbeat_misses: int = 3
+    lw_grace_s: float = 30.0
+    offline_incident_after_s: float = 1800.0
+    max_clock_skew_s: float = 300.0
+    rate_per_s: float = 2.0
+    burst: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +72,8 @@ class Outcome:
     incident_id: str | None = None
     reason: str | None = None
     created: IncidentCreated | None = None
+    info: rules.DeviceInfo | None = None
+    extra: tuple[dict[str, Any], ...] = ()
 
 
 class DeviceGateway:
@@ -58,6 +84,11 @@ class DeviceGateway:
         link: MqttLink,
         bus: EventBus,
         prefix: str,
+        presence: PresenceStore,
+        commands: CommandService,
+        directory: DeviceDirectory | None = None,
+        conditions: ConditionService | None = None,
+        policy: GatewayPolicy | None = None,
         on_notifications: Callable[[], None] = lambda: None,
         clock: Clock | None = None,
         workers: int = 4,
@@ -66,17 +97,27 @@ class DeviceGateway:
         self._link = link
         self._bus = bus
         self._prefix = prefix
+        self.presence = presence
+        self.commands = commands
+        self.directory = directory or DeviceDirectory(sm)
+        self.conditions = conditions or ConditionService(sm)
+        self.policy = policy or GatewayPolicy()
         self._on_notifications = on_notifications
         self._clock = clock or SystemClock()
         self._workers = workers
+        self._limiter = RateLimiter(rate_per_s=self.policy.rate_per_s, burst=self.policy.burst)
+        self._pending_touch: dict[str, float] = {}
+        self._pending_snap: dict[str, dict[str, Any]] = {}
+        self._dead_letter_sampled: dict[str, float] = {}
         self.metrics: Counter[str] = Counter()
-        self.presence_key = f"{bus.channel.rsplit(':', 1)[0]}:presence"
+        self.broker_dropped: int | None = None
 
     async def run(self) -> None:
-        """Consume the link's inbox with a few workers until cancelled."""
+        """Consume the link's inbox with a few workers, and flush presence, until cancelled."""
         async with asyncio.TaskGroup() as tg:
             for n in range(self._workers):
                 tg.create_task(self._worker(), name=f"devices.gateway.worker[{n}]")
+            tg.create_task(self._flusher(), name="devices.gateway.presence_flush")
 
     async def _worker(self) -> None:
         while True:
@@ -91,22 +132,34 @@ class DeviceGateway:
                 log.exception("unhandled error on topic=%s; message left unacknowledged", item.topic)
 
     async def handle(self, item: Inbound) -> None:
+        if item.topic == SYS_DROPPED:
+            self._on_broker_dropped(item.payload)
+            return
         try:
             topic = contract.parse_topic(self._prefix, item.topic)
         except UnknownTopicError as exc:
-            await self._dead_letter(item, None, None, str(exc))
+            self.metrics["unknown_topics"] += 1
+            await self._dead_letter(item, None, None, str(exc), sample=True)
             self._link.ack(item)
             return
+        self.metrics[f"rx_{topic.channel}"] += 1
         if topic.channel == "events":
             await self._handle_event(item, topic.device_id)
-        elif topic.channel in ("telemetry", "status"):
-            await self._touch_presence(topic.device_id, item)
-            self._link.ack(item)
+            return
+        if not self._limiter.allow(topic.device_id, time.monotonic()):
+            self.metrics["throttled"] += 1
+            await self._dead_letter(item, topic.device_id, None, "rate limited", sample=True)
+        elif topic.channel == "telemetry":
+            await self._handle_telemetry(item, topic.device_id)
+        elif topic.channel == "status":
+            await self._handle_status(item, topic.device_id)
         else:
-            self._link.ack(item)
+            await self._handle_command_result(item, topic.device_id)
+        self._link.ack(item)
+
+    # -- events -------------------------------------------------------------------------
 
     async def _handle_event(self, item: Inbound, device_id: str) -> None:
-        self.metrics["events_received"] += 1
         if item.retain:
             # A retained alarm would replay to every new subscriber; the contract forbids it.
             await self._reject(item, device_id, _event_id_of(item.payload), "events must not be retained")
@@ -116,6 +169,13 @@ class DeviceGateway:
         except ContractError as exc:
             await self._reject(item, device_id, exc.event_id, exc.reason)
             return
+        if not event.is_emergency and not self._limiter.allow(device_id, time.monotonic()):
+            # Emergencies are never throttled; everything else from a flooding device is.
+            self.metrics["throttled"] += 1
+            await self._reject(
+                item, device_id, event.event_id, "rate limited: too many messages from this device", sample=True
+            )
+            return
         outcome = await self._store_with_retry(device_id, event)
         if outcome.status == "rejected":
             await self._reject(item, device_id, event.event_id, outcome.reason or "rejected")
@@ -123,10 +183,17 @@ class DeviceGateway:
         self.metrics[f"events_{outcome.status}"] += 1
         self._send_ack(device_id, event.event_id, outcome)
         self._link.ack(item)
+        messages: list[dict[str, Any]] = []
         if outcome.created is not None:
             if outcome.created.notifications:
                 self._on_notifications()
-            await self._bus.publish(outcome.created.message())
+            messages.append(outcome.created.message())
+        messages += outcome.extra
+        if outcome.status == "accepted" and outcome.info is not None:
+            self._touch(outcome.info)
+            messages += await self._apply_rules(outcome.info, rules.from_event(event, outcome.info))
+        for message in messages:
+            await self._bus.publish(message)
 
     async def _store_with_retry(self, device_id: str, event: contract.DeviceEvent) -> Outcome:
         """Retry transient database failures: the alarm is not acknowledged until it is stored."""
@@ -143,6 +210,7 @@ class DeviceGateway:
 
     async def store(self, device_id: str, event: contract.DeviceEvent) -> Outcome:
         now = self._clock.now()
+        skew = (event.ts - now).total_seconds()
         try:
             async with self._sm() as session, session.begin():
                 device = await session.scalar(
@@ -159,10 +227,12 @@ class DeviceGateway:
                     device_ts=event.ts,
                     received_at=now,
                     payload=event.raw,
+                    clock_skew_s=round(skew, 3),
                 )
                 session.add(record)
                 await session.flush()  # the unique constraint speaks here
                 created = None
+                extra: tuple[dict[str, Any], ...] = ()
                 if event.is_emergency:
                     incident, created = await open_incident(
                         session,
@@ -180,21 +250,202 @@ class DeviceGateway:
                         },
                     )
                     record.incident_id = incident.id
-                return Outcome("accepted", incident_id=record.incident_id, created=created)
+                elif event.type == "removed":
+                    extra = await self._removed(session, device, event, now)
+                elif event.type == "test":
+                    extra = (
+                        {
+                            "type": "device.test",
+                            "device_id": device_id,
+                            "elder_id": device.elder_id,
+                            "event_id": event.event_id,
+                            "elder": elder_summary(device.elder),
+                            "received_at": now.isoformat(),
+                        },
+                    )
+                reason = None
+                if abs(skew) > self.policy.max_clock_skew_s:
+                    reason = f"device clock is off by {skew:+.0f} s; server time is used"
+                    self.metrics["clock_skew"] += 1
+                    session.add(
+                        DeadLetter(
+                            received_at=now,
+                            topic=f"{self._prefix}/devices/{device_id}/events",
+                            device_id=device_id,
+                            event_id=event.event_id,
+                            reason=reason,
+                            disposition="accepted_with_warning",
+                            payload="",
+                            size=0,
+                        )
+                    )
+                info = rules.DeviceInfo(
+                    device_id,
+                    device.kind,
+                    _profile(device.elder),
+                    device.heartbeat_interval_s or rules.HEARTBEAT_INTERVAL_S.get(device.kind, 300),
+                )
+                return Outcome(
+                    "accepted", incident_id=record.incident_id, created=created, info=info, extra=extra, reason=reason
+                )
         except IntegrityError:
             async with self._sm() as session:
                 incident_id = await session.scalar(
                     select(DeviceEventRecord.incident_id).where(
-                        DeviceEventRecord.device_id == device_id,
-                        DeviceEventRecord.event_id == event.event_id,
+                        DeviceEventRecord.device_id == device_id, DeviceEventRecord.event_id == event.event_id
                     )
                 )
             return Outcome("duplicate", incident_id=incident_id)
 
-    async def _reject(self, item: Inbound, device_id: str | None, event_id: str | None, reason: str) -> None:
+    async def _removed(
+        self, session: AsyncSession, device: Device, event: contract.DeviceEvent, now: datetime
+    ) -> tuple[dict[str, Any], ...]:
+        """A wearable taken off during an alarm is an emergency: escalate the open alarm."""
+        alarm = await session.scalar(
+            select(Incident)
+            .where(
+                Incident.elder_id == device.elder_id,
+                Incident.status.in_(OPEN_STATUSES),
+                Incident.type.in_(tuple(contract.EMERGENCY_TYPES)),
+            )
+            .order_by(Incident.created_at.desc())
+            .limit(1)
+        )
+        if alarm is None:
+            return ()  # taken off at bedtime: recorded, nothing more
+        alarm.severity = "critical"
+        alarm.updated_at = now
+        await add_timeline(
+            session,
+            alarm.id,
+            kind="device_removed",
+            actor=f"device:{device.device_id}",
+            now=now,
+            data={"event_id": event.event_id},
+        )
+        return (
+            {
+                "type": "incident.updated",
+                "elder_id": device.elder_id,
+                "incident_id": alarm.id,
+                "change": "device_removed",
+                "severity": "critical",
+            },
+        )
+
+    # -- telemetry, status, command results ---------------------------------------------
+
+    async def _handle_telemetry(self, item: Inbound, device_id: str) -> None:
+        try:
+            sample = contract.parse_telemetry(item.payload)
+        except ContractError as exc:
+            self.metrics["telemetry_rejected"] += 1
+            await self._dead_letter(item, device_id, None, exc.reason, sample=True)
+            return
+        info = await self.directory.get(device_id)
+        if info is None:
+            self.metrics["telemetry_unknown_device"] += 1
+            await self._dead_letter(item, device_id, None, f"unknown device {device_id}", sample=True)
+            return
+        self._touch(info)
+        self._pending_snap[device_id] = _snapshot(sample)
+        moved = False
+        if sample.steps is not None:
+            with contextlib.suppress(RedisError, OSError):
+                before = await self.presence.swap_steps(device_id, sample.steps)
+                moved = before is not None and sample.steps != before
+                if (moved or before is None) and info.elder.lives_alone:
+                    await self.presence.arm_inactivity(device_id, time.time() + info.elder.inactivity_hours * 3600)
+        for message in await self._apply_rules(info, rules.from_telemetry(sample, info, moved=moved)):
+            await self._bus.publish(message)
+
+    async def _handle_status(self, item: Inbound, device_id: str) -> None:
+        try:
+            status = contract.parse_status(item.payload)
+        except ContractError as exc:
+            await self._dead_letter(item, device_id, None, exc.reason, sample=True)
+            return
+        info = await self.directory.get(device_id)
+        if info is None:
+            await self._dead_letter(item, device_id, None, f"unknown device {device_id}", sample=True)
+            return
+        if not status.online:
+            # A Last Will (or a clean goodbye): offline after a short grace, so a device that
+            # reconnects at once on a flaky cellular link does not flap.
+            with contextlib.suppress(RedisError, OSError):
+                await self.presence.offline_hint(device_id, time.time() + self.policy.lw_grace_s)
+        elif not item.retain:
+            # A retained "online" is history, not a sign of life.
+            self._touch(info)
+
+    async def _handle_command_result(self, item: Inbound, device_id: str) -> None:
+        try:
+            result = contract.parse_command_result(item.payload)
+            message = await self.commands.on_result(device_id, result, self._clock.now())
+        except ContractError as exc:
+            self.metrics["command_results_rejected"] += 1
+            await self._dead_letter(item, device_id, None, exc.reason)
+            return
+        info = await self.directory.get(device_id)
+        if info is not None:
+            message["elder_id"] = info.elder.elder_id
+            self._touch(info)
+        await self._bus.publish(message)
+
+    # -- presence ---------------------------------------------------------------------------
+
+    def _touch(self, info: rules.DeviceInfo) -> None:
+        self._pending_touch[info.device_id] = time.time() + info.heartbeat_timeout_s(self.policy.heartbeat_misses)
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            await self.flush()
+
+    async def flush(self) -> None:
+        touches, self._pending_touch = self._pending_touch, {}
+        snaps, self._pending_snap = self._pending_snap, {}
+        if not touches and not snaps:
+            return
+        try:
+            came_online = await self.presence.touch(touches, time.time())
+            if snaps:
+                await self.presence.save_telemetry(snaps.items())
+        except (RedisError, OSError) as exc:
+            self.metrics["presence_errors"] += 1
+            log.warning("presence flush failed: %s", exc)
+            return
+        for device_id, previous in came_online:
+            if previous == "offline":
+                await self._announce_online(device_id)
+
+    async def _announce_online(self, device_id: str) -> None:
+        info = await self.directory.get(device_id)
+        if info is None:
+            return
+        now = time.time()
+        damping = (await self.presence.damping(device_id)).check(now, PRESENCE_DAMPING)
+        await self.presence.set_damping(device_id, damping)
+        messages = await self._apply_rules(info, [rules.Change("offline", False, {"source": "presence"})])
+        if not damping.suppressed:
+            messages.append({"type": "device.online", "device_id": device_id, "elder_id": info.elder.elder_id})
+        for message in messages:
+            await self._bus.publish(message)
+
+    async def _apply_rules(self, info: rules.DeviceInfo, changes: list[rules.Change]) -> list[dict[str, Any]]:
+        messages = await self.conditions.apply(info, changes, self._clock.now())
+        if any(m["type"] == "incident.created" for m in messages):
+            self._on_notifications()
+        return messages
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _reject(
+        self, item: Inbound, device_id: str | None, event_id: str | None, reason: str, *, sample: bool = False
+    ) -> None:
         self.metrics["events_rejected"] += 1
         log.info("event rejected device_id=%s event_id=%s reason=%s", device_id, event_id, reason)
-        await self._dead_letter(item, device_id, event_id, reason)
+        await self._dead_letter(item, device_id, event_id, reason, sample=sample)
         if device_id is not None and event_id is not None:
             self._send_ack(device_id, event_id, Outcome("rejected", reason=reason))
         self._link.ack(item)
@@ -206,8 +457,21 @@ class DeviceGateway:
             qos=1,
         )
 
-    async def _dead_letter(self, item: Inbound, device_id: str | None, event_id: str | None, reason: str) -> None:
+    async def _dead_letter(
+        self, item: Inbound, device_id: str | None, event_id: str | None, reason: str, *, sample: bool = False
+    ) -> None:
+        """Record a refused message. ``sample``: at most one row per device and reason a minute,
+        so a flood is visible without becoming a flood of writes."""
         self.metrics["dead_letters"] += 1
+        if sample:
+            key = f"{device_id}|{reason[:40]}"
+            now = time.monotonic()
+            if self._dead_letter_sampled.get(key, 0) > now:
+                self.metrics["dead_letters_sampled_out"] += 1
+                return
+            if len(self._dead_letter_sampled) > 100_000:
+                self._dead_letter_sampled = {k: v for k, v in self._dead_letter_sampled.items() if v > now}
+            self._dead_letter_sampled[key] = now + 60
         text = _printable(item.payload[: DEAD_LETTER_PAYLOAD_CHARS * 4].decode("utf-8", errors="backslashreplace"))
         async with self._sm() as session, session.begin():
             session.add(
@@ -222,22 +486,27 @@ class DeviceGateway:
                 )
             )
 
-    async def _touch_presence(self, device_id: str, item: Inbound) -> None:
+    def _on_broker_dropped(self, payload: bytes) -> None:
         try:
-            await self._bus.redis.hset(self.presence_key, device_id, str(time.time()))
-        except (RedisError, OSError) as exc:
-            self.metrics["presence_errors"] += 1
-            log.debug("presence update failed: %s", exc)
+            value = int(payload.decode().strip())
+        except (ValueError, UnicodeDecodeError):
+            return
+        if self.broker_dropped is not None and value > self.broker_dropped:
+            log.warning(
+                "the broker dropped %d messages since the last report (total %d): check max_queued_messages",
+                value - self.broker_dropped,
+                value,
+            )
+        self.broker_dropped = value
 
     async def online_count(self, window_s: float) -> int:
-        """Devices heard from within ``window_s``."""
         try:
-            seen: dict[Any, Any] = await self._bus.redis.hgetall(self.presence_key)
+            return await self.presence.online_within(window_s)
         except (RedisError, OSError):
             return 0
-        cutoff = time.time() - window_s
-        return sum(1 for ts in seen.values() if float(ts) >= cutoff)
 
+
+PRESENCE_DAMPING = DampingPolicy()
 
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32) if chr(c) not in "\t\n\r"}
 
@@ -245,6 +514,30 @@ _CONTROL = {c: f"\\x{c:02x}" for c in range(32) if chr(c) not in "\t\n\r"}
 def _printable(text: str) -> str:
     """Escape control characters: PostgreSQL text refuses NUL, and logs should not carry them."""
     return text.translate(_CONTROL)
+
+
+def _profile(elder: Elder) -> rules.ElderProfile:
+    return rules.ElderProfile(
+        elder_id=elder.id,
+        lat=elder.lat,
+        lon=elder.lon,
+        home_radius_m=elder.home_radius_m,
+        hr_low=elder.hr_low or rules.DEFAULT_HR_LOW,
+        hr_high=elder.hr_high or rules.DEFAULT_HR_HIGH,
+        lives_alone=elder.living_situation == "alone",
+        inactivity_hours=elder.inactivity_hours or rules.DEFAULT_INACTIVITY_HOURS,
+    )
+
+
+def _snapshot(t: contract.Telemetry) -> dict[str, Any]:
+    snap: dict[str, Any] = {"ts": t.ts.isoformat(), "received_at": time.time()}
+    for key in ("battery_pct", "charging", "power", "heart_rate", "spo2", "signal_dbm", "steps", "worn"):
+        value = getattr(t, key)
+        if value is not None:
+            snap[key] = value
+    if t.location is not None:
+        snap["location"] = {"lat": t.location.lat, "lon": t.location.lon, "accuracy_m": t.location.accuracy_m}
+    return snap
 
 
 def _location(event: contract.DeviceEvent, elder: Elder) -> dict[str, Any]:

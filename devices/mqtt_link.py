@@ -202,7 +202,9 @@ class MqttLink:
         if item.qos > 0 and item.generation == self._generation:
             self._client.ack(item.mid, item.qos)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, properties: Properties | None = None
+    ) -> None:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise BrokerUnavailableError(f"publish to {topic} failed: {paho.error_string(info.rc)}")

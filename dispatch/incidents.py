@@ -32,7 +32,18 @@ class IncidentCreated:
     notifications: int
 
     def message(self) -> dict[str, Any]:
-        return {"type": "incident.created", "incident": self.incident, "elder": self.elder}
+        return {
+            "type": "incident.created",
+            "elder_id": self.elder["id"],
+            "incident": self.incident,
+            "elder": self.elder,
+        }
+
+
+async def add_timeline(
+    session: AsyncSession, incident_id: str, *, kind: str, actor: str, now: datetime, data: dict[str, Any]
+) -> None:
+    session.add(IncidentEvent(incident_id=incident_id, at=now, kind=kind, actor=actor, data=data))
 
 
 async def open_incident(
@@ -46,13 +57,15 @@ async def open_incident(
     device_id: str | None = None,
     location: dict[str, Any] | None = None,
     detail: dict[str, Any] | None = None,
+    severity: str | None = None,
+    notify_family: bool = True,
 ) -> tuple[Incident, IncidentCreated]:
     """Create an open incident for ``elder`` and queue the family alerts. ``elder.contacts`` must be loaded."""
     incident = Incident(
         elder_id=elder.id,
         device_id=device_id,
         type=type_,
-        severity=SEVERITY.get(type_, "high"),
+        severity=severity or SEVERITY.get(type_, "high"),
         status="open",
         source=source,
         location=location,
@@ -74,7 +87,7 @@ async def open_incident(
     )
     view = incident_view(incident)
     summary = elder_summary(elder)
-    queued = await enqueue_family_alerts(session, incident=view, elder=elder, now=now)
+    queued = await enqueue_family_alerts(session, incident=view, elder=elder, now=now) if notify_family else 0
     if queued:
         session.add(
             IncidentEvent(

@@ -22,8 +22,12 @@ from aiohttp import web
 from sqlalchemy import select, text
 
 from devices import contract
-from devices.gateway import DeviceGateway
+from devices.commands import CommandService
+from devices.directory import DeviceDirectory
+from devices.gateway import SYS_DROPPED, DeviceGateway, GatewayPolicy
+from devices.monitor import PresenceMonitor
 from devices.mqtt_link import MqttLink
+from devices.presence_store import PresenceStore
 from dispatch.notify.outbox import OutboxWorker, WebhookSender
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES, Services
@@ -46,7 +50,7 @@ from hotline.storage.models import User
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/openapi.json", "/", "/console"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/", "/console"})
 _STATUS = {ValidationError: 400, AuthError: 401, ForbiddenError: 403, NotFoundError: 404, ConflictError: 409}
 
 
@@ -124,6 +128,38 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format. Counters only: no ids, names or numbers."""
+    svc = request.app[SERVICES]
+    lines: list[str] = []
+
+    def metric(name: str, value: float, help_: str, kind: str = "counter", labels: str = "") -> None:
+        lines.extend(
+            [f"# HELP hotline_{name} {help_}", f"# TYPE hotline_{name} {kind}", f"hotline_{name}{labels} {value}"]
+        )
+
+    if svc.gateway is not None:
+        gw = svc.gateway
+        lines += [
+            "# HELP hotline_gateway_messages_total Device messages by outcome",
+            "# TYPE hotline_gateway_messages_total counter",
+        ]
+        lines += [f'hotline_gateway_messages_total{{outcome="{k}"}} {v}' for k, v in sorted(gw.metrics.items())]
+        metric("conditions_opened_total", gw.conditions.opened, "Device condition episodes opened")
+        if gw.broker_dropped is not None:
+            metric("broker_dropped_messages", gw.broker_dropped, "Messages the broker reports as dropped", "gauge")
+    if svc.link is not None:
+        metric("mqtt_connected", int(svc.link.connected), "1 when the MQTT link is up", "gauge")
+        metric("mqtt_reconnects_total", svc.link.reconnects, "MQTT reconnections")
+        metric("mqtt_dropped_qos0_total", svc.link.dropped_qos0, "QoS 0 messages dropped on a full inbox")
+        metric("mqtt_inbox_depth", svc.link.inbox.qsize(), "Messages waiting for a gateway worker", "gauge")
+    if svc.outbox is not None:
+        metric("notifications_delivered_total", svc.outbox.delivered, "Notifications delivered")
+        metric("notifications_failed_total", svc.outbox.failed, "Notifications given up on")
+    metric("websocket_clients", request.app[HUB].size, "Connected console sockets", "gauge")
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
 async def openapi(_request: web.Request) -> web.Response:
     return json_response(spec())
 
@@ -151,6 +187,7 @@ def build_app(settings: Settings) -> web.Application:
     app[HUB] = ConsoleHub()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/", console)
     app.router.add_get("/console", console)
@@ -193,28 +230,51 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     await http.close()
 
 
+def device_subscriptions(s: Settings) -> list[tuple[str, int]]:
+    """Uplink topics, as a shared subscription when several instances split the load."""
+    share = f"$share/{s.mqtt_shared_group}/" if s.mqtt_shared_group else ""
+    subs = [(share + t, 1) for t in contract.uplink_subscriptions(s.mqtt_prefix)]
+    return [*subs, (SYS_DROPPED, 0)]
+
+
 async def _devices_ctx(app: web.Application) -> AsyncIterator[None]:
     svc = app[SERVICES]
     s = svc.settings
+    assert svc.bus is not None
+    assert svc.outbox is not None
     link = MqttLink(
         s.mqtt,
         client_id=s.mqtt_client_id,
-        subscriptions=[
-            (t, 1) for t in contract.uplink_subscriptions(s.mqtt_prefix) if not t.endswith("commands/result")
-        ],
+        subscriptions=device_subscriptions(s),
         receive_maximum=s.mqtt_receive_maximum,
         session_expiry_s=s.mqtt_session_expiry_s,
     )
-    assert svc.bus is not None
-    assert svc.outbox is not None
     svc.link = link
-    svc.gateway = DeviceGateway(
-        sm=svc.sm, link=link, bus=svc.bus, prefix=s.mqtt_prefix, on_notifications=svc.outbox.wake
+    directory = DeviceDirectory(svc.sm)
+    svc.commands = CommandService(
+        svc.sm, link, prefix=s.mqtt_prefix, callback_number=s.callback_number, on_interval_change=directory.invalidate
     )
+    svc.gateway = DeviceGateway(
+        sm=svc.sm,
+        link=link,
+        bus=svc.bus,
+        prefix=s.mqtt_prefix,
+        presence=PresenceStore(svc.bus.redis, s.redis_prefix),
+        commands=svc.commands,
+        directory=directory,
+        policy=GatewayPolicy(
+            heartbeat_misses=s.heartbeat_misses,
+            lw_grace_s=s.lw_grace_s,
+            offline_incident_after_s=s.offline_incident_after_s,
+        ),
+        on_notifications=svc.outbox.wake,
+    )
+    monitor = PresenceMonitor(svc.gateway, svc.bus)
     await link.start()
-    task = _task(svc.gateway.run(), "devices.gateway")
+    tasks = [_task(svc.gateway.run(), "devices.gateway"), _task(monitor.run(), "devices.presence_monitor")]
     yield
-    await cancel_and_wait(task)
+    for task in tasks:
+        await cancel_and_wait(task)
     await link.close()
 
 

@@ -22,6 +22,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "elders.write": frozenset({"operator", "supervisor", "admin"}),
     "devices.read": CONSOLE_ROLES | {"vendor"},
     "devices.write": frozenset({"supervisor", "admin", "vendor"}),
+    "commands.write": CONSOLE_ROLES,
     "incidents.read": CONSOLE_ROLES | {"family"},
     "ws.connect": CONSOLE_ROLES | {"family"},
     "audit.read": frozenset({"supervisor", "admin"}),

@@ -58,6 +58,11 @@ class Settings:
     mqtt_client_id: str = "hotline-backend"
     mqtt_receive_maximum: int = 100
     mqtt_session_expiry_s: int = 86_400
+    mqtt_shared_group: str | None = None
+    callback_number: str = "12349"
+    heartbeat_misses: int = 3
+    offline_incident_after_s: int = 1800
+    lw_grace_s: int = 30
     ami: AmiTarget | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -75,6 +80,11 @@ _KEYS = (
     "mqtt_client_id",
     "mqtt_receive_maximum",
     "mqtt_session_expiry",
+    "mqtt_shared_group",
+    "callback_number",
+    "heartbeat_misses",
+    "offline_incident_after",
+    "lw_grace",
     "ami_url",
     "http_host",
     "http_port",
@@ -115,6 +125,19 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
         kwargs["mqtt_receive_maximum"] = _int("mqtt_receive_maximum", raw["mqtt_receive_maximum"], 1, 65535)
     if "mqtt_session_expiry" in raw:
         kwargs["mqtt_session_expiry_s"] = _int("mqtt_session_expiry", raw["mqtt_session_expiry"], 0, 2**32 - 1)
+    if raw.get("mqtt_shared_group"):
+        kwargs["mqtt_shared_group"] = _identifier("mqtt_shared_group", raw["mqtt_shared_group"])
+    if "callback_number" in raw:
+        number = raw["callback_number"].strip()
+        if not number.lstrip("+").isdigit() or not 3 <= len(number) <= 20:
+            raise ConfigError(f"{_var('callback_number')} must be a phone number such as 12349, got {number!r}")
+        kwargs["callback_number"] = number
+    if "heartbeat_misses" in raw:
+        kwargs["heartbeat_misses"] = _int("heartbeat_misses", raw["heartbeat_misses"], 1, 100)
+    if "offline_incident_after" in raw:
+        kwargs["offline_incident_after_s"] = _int("offline_incident_after", raw["offline_incident_after"], 0, 7 * 86400)
+    if "lw_grace" in raw:
+        kwargs["lw_grace_s"] = _int("lw_grace", raw["lw_grace"], 0, 3600)
     if raw.get("ami_url"):
         kwargs["ami"] = _ami_target(raw["ami_url"])
     if "http_host" in raw:

@@ -9,7 +9,6 @@ acks parsed with :mod:`devices.contract`, the same code the backend validates wi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -53,7 +52,7 @@ class SimDevice:
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{self.device_id}", protocol=paho.MQTTv311)
         if self.target.username:
             c.username_pw_set(self.target.username, self.target.password)
-        c.will_set(self.topics["status"], json.dumps({"state": "offline", "ts": _now_ms()}), qos=1, retain=True)
+        c.will_set(self.topics["status"], contract.build_status(False, _now_ms()), qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.reconnect_delay_set(1, 10)
@@ -64,15 +63,13 @@ class SimDevice:
         self.client.loop_start()
 
     def stop(self) -> None:
-        self.client.publish(
-            self.topics["status"], json.dumps({"state": "offline", "ts": _now_ms()}), qos=1, retain=True
-        )
+        self.client.publish(self.topics["status"], contract.build_status(False, _now_ms()), qos=1, retain=True)
         self.client.disconnect()
         self.client.loop_stop()
 
     def _on_connect(self, client: paho.Client, *_: object) -> None:
         client.subscribe(self.topics["ack"], qos=1)
-        client.publish(self.topics["status"], json.dumps({"state": "online", "ts": _now_ms()}), qos=1, retain=True)
+        client.publish(self.topics["status"], contract.build_status(True, _now_ms()), qos=1, retain=True)
         self.loop.call_soon_threadsafe(self.stats.update, ["connects"])
 
     def _on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
@@ -91,8 +88,8 @@ class SimDevice:
 
     def heartbeat(self) -> None:
         self.battery = max(5, self.battery - (random.random() < 0.02))
-        body = {"ts": _now_ms(), "battery_pct": self.battery, "signal": random.randint(-100, -60)}
-        self.client.publish(self.topics["telemetry"], json.dumps(body), qos=0)
+        body = contract.build_telemetry(_now_ms(), battery_pct=self.battery, signal_dbm=random.randint(-100, -60))
+        self.client.publish(self.topics["telemetry"], body, qos=0)
         self.stats["heartbeats"] += 1
 
     def alarm(self, type_: str = "sos") -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,18 +131,31 @@ class Running:
 
 
 @pytest.fixture
-async def running(settings: Settings) -> AsyncIterator[Running]:
-    """The backend in this process (same code as ``hotline serve``), on a free port."""
+async def start_backend(settings: Settings) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
+    """Start the backend in this process (same code as ``hotline serve``) on a free port,
+    with settings overridden per test; every one started is stopped at the end."""
     import dataclasses
 
     from hotline.app import serve
 
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[tuple[Any, int]] = loop.create_future()
-    stop = asyncio.Event()
-    s = dataclasses.replace(settings, http_port=0)
-    task = asyncio.create_task(serve(s, shutdown=stop, on_ready=lambda app, port: ready.set_result((app, port))))
-    app, port = await asyncio.wait_for(ready, 20)
-    yield Running(app, f"http://127.0.0.1:{port}", s)
-    stop.set()
-    await asyncio.wait_for(task, 20)
+    started: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(**overrides: Any) -> Running:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[tuple[Any, int]] = loop.create_future()
+        stop = asyncio.Event()
+        s = dataclasses.replace(settings, http_port=0, **overrides)
+        task = asyncio.create_task(serve(s, shutdown=stop, on_ready=lambda app, port: ready.set_result((app, port))))
+        started.append((stop, task))
+        app, port = await asyncio.wait_for(ready, 20)
+        return Running(app, f"http://127.0.0.1:{port}", s)
+
+    yield start
+    for stop, task in reversed(started):
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+@pytest.fixture
+async def running(start_backend: Callable[..., Awaitable[Running]]) -> Running:
+    return await start_backend()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from devices.commands import CommandService
 from devices.gateway import DeviceGateway
 from devices.mqtt_link import MqttLink
 from dispatch.notify.outbox import OutboxWorker
@@ -24,6 +25,7 @@ class Services:
     bus: EventBus | None = None
     link: MqttLink | None = None
     gateway: DeviceGateway | None = None
+    commands: CommandService | None = None
     outbox: OutboxWorker | None = None
     extras: dict[str, object] = field(default_factory=dict)
 

@@ -184,6 +184,64 @@ def spec() -> dict[str, Any]:
                     "responses": {**_ok({"$ref": "#/components/schemas/DeviceCreated"}, "201"), "409": _ERR},
                 },
             },
+            "/api/v1/devices/{id}": {
+                "get": {
+                    "summary": "One device with presence, last telemetry and conditions",
+                    "parameters": _ID,
+                    "responses": {**_ok({"$ref": "#/components/schemas/Device"}), "404": _ERR},
+                }
+            },
+            "/api/v1/devices/{id}/commands": {
+                "get": {
+                    "summary": "Commands sent to the device, newest first",
+                    "parameters": [*_ID, *_PAGING],
+                    "responses": _ok(_list_of("#/components/schemas/Command")),
+                },
+                "post": {
+                    "summary": "Send a command to the device (its result or expiry is tracked)",
+                    "parameters": _ID,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["type"],
+                                    "properties": {
+                                        "type": {
+                                            "enum": [
+                                                "call_back",
+                                                "locate",
+                                                "play_message",
+                                                "set_heartbeat_interval",
+                                                "silence_alarm",
+                                            ]
+                                        },
+                                        "params": {"type": "object"},
+                                        "ttl_s": {"type": "integer", "minimum": 5, "maximum": 86400},
+                                        "incident_id": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {**_ok({"$ref": "#/components/schemas/Command"}, "201"), "404": _ERR},
+                },
+            },
+            "/api/v1/commands/{id}": {
+                "get": {
+                    "summary": "One command and its outcome",
+                    "parameters": _ID,
+                    "responses": {**_ok({"$ref": "#/components/schemas/Command"}), "404": _ERR},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "security": [],
+                    "summary": "Prometheus counters (no personal data)",
+                    "responses": {"200": {"description": "text/plain exposition format"}},
+                }
+            },
             "/api/v1/incidents": {
                 "get": {
                     "summary": "List incidents, newest first",

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import Select
 
-from devices.contract import DEVICE_ID_RE
+from devices.commands import CommandService, UnknownDeviceError, command_view
+from devices.contract import COMMAND_TYPES, DEVICE_ID_RE
+from devices.errors import ContractError
 from hotline.api import validation as v
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES
@@ -29,6 +33,8 @@ from hotline.storage.models import (
     LIVING_SITUATIONS,
     AuditEntry,
     Device,
+    DeviceCommand,
+    DeviceCondition,
     Elder,
     EmergencyContact,
     Incident,
@@ -38,6 +44,7 @@ from hotline.views import (
     device_view,
     elder_view,
     incident_view,
+    iso,
     notification_view,
     timeline_view,
 )
@@ -210,6 +217,93 @@ async def create_device(request: web.Request) -> web.Response:
     # Returned once: only the hash is kept.
     out["credentials"] = {"username": device_id, "password": secret}
     return json_response(out, status=201)
+
+
+@routes.get("/api/v1/devices/{id}")
+async def get_device(request: web.Request) -> web.Response:
+    require(principal(request), "devices.read")
+    device_id = request.match_info["id"]
+    svc = request.app[SERVICES]
+    async with svc.sm() as session:
+        device = await session.get(Device, device_id)
+        if device is None:
+            raise NotFoundError(f"device {device_id} not found")
+        conditions = (
+            await session.scalars(select(DeviceCondition).where(DeviceCondition.device_id == device_id))
+        ).all()
+    out = device_view(device)
+    out["heartbeat_interval_s"] = device.heartbeat_interval_s
+    out["conditions"] = [
+        {
+            "condition": c.condition,
+            "active": c.active,
+            "episodes": c.episodes,
+            "opened_at": iso(c.opened_at),
+            "cleared_at": iso(c.cleared_at),
+            "incident_id": c.incident_id,
+        }
+        for c in conditions
+    ]
+    out["presence"] = None
+    if svc.gateway is not None:
+        try:
+            out["presence"] = await svc.gateway.presence.state(device_id)
+        except (RedisError, OSError):
+            out["presence"] = {"state": "unavailable"}
+    return json_response(out)
+
+
+def _commands(request: web.Request) -> CommandService:
+    commands = request.app[SERVICES].commands
+    if commands is None:
+        raise ConflictError("the device gateway is not running")
+    return commands
+
+
+@routes.post("/api/v1/devices/{id}/commands")
+async def send_command(request: web.Request) -> web.Response:
+    who = principal(request)
+    require(who, "commands.write")
+    b = v.obj(await body(request))
+    params = b.get("params", {})
+    if not isinstance(params, dict):
+        raise ValidationError("params must be an object", field="params")
+    try:
+        out = await _commands(request).send(
+            request.match_info["id"],
+            v.choice(b, "type", COMMAND_TYPES),
+            params,
+            ttl_s=v.integer(b, "ttl_s", 5, 86_400, default=300),
+            actor=who.user_id,
+            now=datetime.now(UTC),
+            incident_id=v.string(b, "incident_id", max_len=40, required=False),
+        )
+    except ContractError as exc:
+        raise ValidationError(exc.reason, field="params") from exc
+    except UnknownDeviceError as exc:
+        raise NotFoundError(str(exc)) from exc
+    return json_response(out, status=201)
+
+
+@routes.get("/api/v1/devices/{id}/commands")
+async def list_commands(request: web.Request) -> web.Response:
+    require(principal(request), "devices.read")
+    stmt = (
+        select(DeviceCommand)
+        .where(DeviceCommand.device_id == request.match_info["id"])
+        .order_by(DeviceCommand.created_at.desc(), DeviceCommand.id.desc())
+    )
+    return await listing(request, stmt, command_view)
+
+
+@routes.get("/api/v1/commands/{id}")
+async def get_command(request: web.Request) -> web.Response:
+    require(principal(request), "devices.read")
+    async with request.app[SERVICES].sm() as session:
+        command = await session.get(DeviceCommand, request.match_info["id"])
+    if command is None:
+        raise NotFoundError(f"command {request.match_info['id']} not found")
+    return json_response(command_view(command))
 
 
 # -- incidents ------------------------------------------------------------------------

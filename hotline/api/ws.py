@@ -36,7 +36,7 @@ def visible(principal: Principal, message: dict[str, Any]) -> bool:
         return True
     elder = message.get("elder") or {}
     incident = message.get("incident") or {}
-    elder_id = elder.get("id") or incident.get("elder_id")
+    elder_id = message.get("elder_id") or elder.get("id") or incident.get("elder_id")
     return principal.role == "family" and elder_id is not None and elder_id == principal.elder_id
 
 

@@ -102,6 +102,10 @@ class Elder(Base):
     economic_category: Mapped[str] = mapped_column(String(32))
     living_situation: Mapped[str] = mapped_column(String(24))
     home_radius_m: Mapped[int] = mapped_column(Integer, default=500)
+    # Per-elder alarm thresholds (a cardiologist may set them); NULL means the defaults.
+    hr_low: Mapped[int | None] = mapped_column(Integer)
+    hr_high: Mapped[int | None] = mapped_column(Integer)
+    inactivity_hours: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     contacts: Mapped[list[EmergencyContact]] = relationship(
@@ -133,9 +137,46 @@ class Device(Base):
     vendor: Mapped[str | None] = mapped_column(String(64))
     model: Mapped[str | None] = mapped_column(String(64))
     credential_hash: Mapped[str] = mapped_column(String(200))
+    # NULL: the default interval of the device's kind.
+    heartbeat_interval_s: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     elder: Mapped[Elder] = relationship(back_populates="devices")
+
+
+class DeviceCondition(Base):
+    """One row per (device, condition): an episode opens once and clears once, however many
+    messages repeat it. ``active`` flips by compare-and-set, so instances never double-open."""
+
+    __tablename__ = "device_conditions"
+    __table_args__ = (UniqueConstraint("device_id", "condition", name="uq_device_conditions"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"))
+    condition: Mapped[str] = mapped_column(String(24))
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    episodes: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime | None] = mapped_column()
+    cleared_at: Mapped[datetime | None] = mapped_column()
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DeviceCommand(Base):
+    __tablename__ = "device_commands"
+    __table_args__ = (Index("ix_device_commands_open", "status", "expires_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cmd"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # sent -> done | failed | unsupported | expired
+    status: Mapped[str] = mapped_column(String(16), default="sent")
+    detail: Mapped[str | None] = mapped_column(String(500))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
 
 
 class Provider(Base):
@@ -199,6 +240,7 @@ class DeviceEventRecord(Base):
     type: Mapped[str] = mapped_column(String(32))
     device_ts: Mapped[datetime] = mapped_column()
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    clock_skew_s: Mapped[float | None] = mapped_column(Float)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"))
 
@@ -211,6 +253,8 @@ class DeadLetter(Base):
     device_id: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(500))
+    # rejected: refused; accepted_with_warning: stored, but something is off (a device clock)
+    disposition: Mapped[str] = mapped_column(String(24), default="rejected", server_default="rejected")
     payload: Mapped[str] = mapped_column(Text)  # truncated, undecodable bytes replaced
     size: Mapped[int] = mapped_column(Integer)
 
