@@ -57,6 +57,9 @@ def elder_view(e: Elder, *, with_contacts: bool = True) -> dict[str, Any]:
         "economic_category": e.economic_category,
         "living_situation": e.living_situation,
         "home_radius_m": e.home_radius_m,
+        "hr_low": e.hr_low,
+        "hr_high": e.hr_high,
+        "inactivity_hours": e.inactivity_hours,
         "created_at": iso(e.created_at),
     }
     if with_contacts:

@@ -36,16 +36,21 @@ class DeviceClient:
     def __init__(self, port: int, prefix: str, device_id: str, loop: asyncio.AbstractEventLoop) -> None:
         self.base = f"{prefix}/devices/{device_id}"
         self.acks: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+        self.commands: asyncio.Queue[bytes] = asyncio.Queue()
         self._loop = loop
         self._ready = asyncio.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{device_id}-{time.monotonic_ns()}")
-        self.client.on_connect = lambda c, *_: c.subscribe(f"{self.base}/ack", qos=1)
+        self.client.on_connect = lambda c, *_: c.subscribe([(f"{self.base}/ack", 1), (f"{self.base}/commands", 1)])
         self.client.on_subscribe = lambda *_: loop.call_soon_threadsafe(self._ready.set)
-        self.client.on_message = lambda _c, _u, m: loop.call_soon_threadsafe(
-            self.acks.put_nowait, (time.monotonic(), json.loads(m.payload))
-        )
+        self.client.on_message = lambda _c, _u, m: loop.call_soon_threadsafe(self._route, m.topic, bytes(m.payload))
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+
+    def _route(self, topic: str, payload: bytes) -> None:
+        if topic.endswith("/commands"):
+            self.commands.put_nowait(payload)
+        else:
+            self.acks.put_nowait((time.monotonic(), json.loads(payload)))
 
     async def ready(self) -> DeviceClient:
         await asyncio.wait_for(self._ready.wait(), 10)
@@ -64,6 +69,40 @@ class DeviceClient:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class Feed:
+    """A console WebSocket that keeps every message, so a test can wait for a kind."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.seen: list[dict[str, Any]] = []
+
+    async def wait_for(self, type_: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.seen:
+                if m["type"] == type_ and all(m.get(k) == v for k, v in match.items()):
+                    self.seen.remove(m)
+                    return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {type_} {match} within {timeout}s; saw {[m['type'] for m in self.seen]}")
+            try:
+                self.seen.append(await self.ws.receive_json(timeout=left))
+            except TimeoutError:
+                continue
+
+    def count(self, type_: str, **match: Any) -> int:
+        return sum(1 for m in self.seen if m["type"] == type_ and all(m.get(k) == v for k, v in match.items()))
+
+    async def drain(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                self.seen.append(await self.ws.receive_json(timeout=left))
+            except TimeoutError:
+                return
 
 
 class BackendProcess:

@@ -89,6 +89,7 @@ def spec() -> dict[str, Any]:
             "sim_number": {"type": "string"},
             "vendor": {"type": "string"},
             "model": {"type": "string"},
+            "heartbeat_interval_s": {"type": "integer", "minimum": 1},
         },
     }
     device = {

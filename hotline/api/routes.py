@@ -161,6 +161,9 @@ async def create_elder(request: web.Request) -> web.Response:
         economic_category=v.choice(b, "economic_category", ECONOMIC_CATEGORIES, default="none"),
         living_situation=v.choice(b, "living_situation", LIVING_SITUATIONS),
         home_radius_m=v.integer(b, "home_radius_m", 50, 50_000, default=500),
+        hr_low=v.integer(b, "hr_low", 20, 120) if "hr_low" in b else None,
+        hr_high=v.integer(b, "hr_high", 60, 250) if "hr_high" in b else None,
+        inactivity_hours=v.number(b, "inactivity_hours", 0.0001, 168) if "inactivity_hours" in b else None,
         contacts=_contacts(b.get("contacts")),
     )
     async with request.app[SERVICES].sm() as session, session.begin():
@@ -201,6 +204,7 @@ async def create_device(request: web.Request) -> web.Response:
         vendor=v.string(b, "vendor", max_len=64, required=False),
         model=v.string(b, "model", max_len=64, required=False),
         credential_hash=hash_device_secret(secret),
+        heartbeat_interval_s=v.integer(b, "heartbeat_interval_s", 1, 86_400) if "heartbeat_interval_s" in b else None,
     )
     async with request.app[SERVICES].sm() as session:
         try:
