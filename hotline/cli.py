@@ -45,6 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     demo_seed.add_argument("--family-webhook", help="deliver family alerts to this URL (default: SMS channel)")
     demo_seed.add_argument("--seed", type=int, default=12349)
 
+    dev = sub.add_parser("devices", help="device fleet tools")
+    dev_sub = dev.add_subparsers(dest="devices_command", required=True)
+    auth = dev_sub.add_parser("mosquitto-auth", help="write a Mosquitto password file and ACL for every device")
+    auth.add_argument("--out", required=True, help="directory for passwd, acl and mosquitto-auth.conf")
+    auth.add_argument("--backend-user", help="the backend's broker user (default: the user in HOTLINE_MQTT_URL)")
+    auth.add_argument("--backend-password", help="its password (default: the password in HOTLINE_MQTT_URL)")
+    check = dev_sub.add_parser("check", help="watch a device's traffic and report what it does against the contract")
+    check.add_argument("device_id")
+    check.add_argument("--seconds", type=float, default=120, help="how long to watch")
+    check.add_argument("--probe", action="store_true", help="also send it a locate command and expect a result")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+
     demo = sub.add_parser("demo", help="run everything on this machine with simulators")
     demo.add_argument("--elders", type=int, default=200)
     demo.add_argument("--providers", type=int, default=40)
@@ -119,11 +131,52 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         print(asyncio.run(_seed()))
         return 0
+    if args.command == "devices":
+        return _devices(args, settings)
     if args.command == "demo":
         from hotline.demo import run_demo
 
         return asyncio.run(run_demo(settings, args))
     raise AssertionError(args.command)
+
+
+def _devices(args: argparse.Namespace, settings: Settings) -> int:
+    if args.devices_command == "mosquitto-auth":
+        from pathlib import Path
+
+        from devices.brokerauth import write_auth_files
+        from hotline.storage.models import Device
+
+        user = args.backend_user or settings.mqtt.username
+        password = args.backend_password or settings.mqtt.password
+        if not user or not password:
+            raise ConfigError(
+                "the backend needs its own broker user: put it in HOTLINE_MQTT_URL "
+                "(mqtt://hotline-backend:SECRET@host:1883) or pass --backend-user and --backend-password"
+            )
+
+        async def rows() -> list[tuple[str, str]]:
+            engine = make_engine(settings.database_url)
+            try:
+                async with make_sessionmaker(engine)() as session:
+                    result = await session.execute(select(Device.device_id, Device.credential_hash))
+                    return [(d, h) for d, h in result.all()]
+            finally:
+                await engine.dispose()
+
+        files = write_auth_files(
+            Path(args.out),
+            prefix=settings.mqtt_prefix,
+            backend_user=user,
+            backend_password=password,
+            devices=asyncio.run(rows()),
+        )
+        print(f"wrote {files.passwd}, {files.acl} and {files.conf} for {files.devices} devices")
+        print(f"then copy the lines of {files.conf} into mosquitto.conf (or put it in its include_dir)")
+        return 0
+    from devices.conformance import run_check
+
+    return asyncio.run(run_check(settings, args.device_id, seconds=args.seconds, probe=args.probe, as_json=args.json))
 
 
 async def add_user(

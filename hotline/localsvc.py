@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -96,8 +97,12 @@ async def start_mosquitto(workdir: Path, extra_conf: str = "") -> tuple[int, Chi
     conf = workdir / f"mosquitto-{port}.conf"
     # max_queued_messages 0 (unlimited): the default of 1000 silently drops alarms for a
     # subscriber that falls behind.
+    # Started as root, Mosquitto switches to the "mosquitto" user, which cannot read files in
+    # a root-only work directory; this child is ours and local, so it keeps our user.
+    keep_user = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n{extra_conf}",
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n"
+        f"{keep_user}{extra_conf}",
         encoding="utf-8",
     )
     proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, and Child.stop must work from sync cleanup

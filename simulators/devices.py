@@ -45,6 +45,7 @@ class SimDevice:
     battery: int = 100
     location: contract.Location | None = None
     pending: dict[str, _Pending] = field(default_factory=dict)
+    answer_commands: bool = True
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -68,12 +69,31 @@ class SimDevice:
         self.client.loop_stop()
 
     def _on_connect(self, client: paho.Client, *_: object) -> None:
-        client.subscribe(self.topics["ack"], qos=1)
+        client.subscribe([(self.topics["ack"], 1), (self.topics["commands"], 1)])
         client.publish(self.topics["status"], contract.build_status(True, _now_ms()), qos=1, retain=True)
         self.loop.call_soon_threadsafe(self.stats.update, ["connects"])
 
     def _on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-        self.loop.call_soon_threadsafe(self._on_ack, bytes(msg.payload))
+        if msg.topic == self.topics["commands"]:
+            self.loop.call_soon_threadsafe(self._on_command, bytes(msg.payload))
+        else:
+            self.loop.call_soon_threadsafe(self._on_ack, bytes(msg.payload))
+
+    def _on_command(self, payload: bytes) -> None:
+        """Act on a command as a conforming device does: check expiry, answer with a result."""
+        self.stats["commands"] += 1
+        try:
+            cmd = contract.parse_command(payload)
+        except ContractError:
+            self.stats["bad_commands"] += 1
+            return
+        if not self.answer_commands or cmd.expires_at < datetime.now(UTC):
+            return
+        location = self.location or contract.Location(30.0372, 121.1546, accuracy_m=15, source="gps")
+        result = contract.build_command_result(
+            cmd.command_id, "done", f"{cmd.type} ok", location if cmd.type == "locate" else None
+        )
+        self.client.publish(self.topics["commands/result"], result, qos=1)
 
     def _on_ack(self, payload: bytes) -> None:
         try:
@@ -127,6 +147,7 @@ class DeviceFleet:
         retry_s: float = 5,
         first_sos_after_s: float = 2,
         rng: random.Random | None = None,
+        answer_commands: bool = True,
     ) -> None:
         self.target = target
         self.prefix = prefix
@@ -135,6 +156,7 @@ class DeviceFleet:
         self.sos_every_s = sos_every_s
         self.retry_s = retry_s
         self.first_sos_after_s = first_sos_after_s
+        self.answer_commands = answer_commands
         self.rng = rng or random.Random()
         self.stats: Counter[str] = Counter()
         self.latencies: list[float] = []
@@ -143,7 +165,10 @@ class DeviceFleet:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.devices = [
-            SimDevice(d, self.target, self.prefix, loop, self.stats, self.latencies) for d in self.device_ids
+            SimDevice(
+                d, self.target, self.prefix, loop, self.stats, self.latencies, answer_commands=self.answer_commands
+            )
+            for d in self.device_ids
         ]
         for d in self.devices:
             d.start()
