@@ -2,15 +2,14 @@
 
 Opening is a compare-and-set on ``device_conditions.active``: of any number of messages
 and instances that see the same low battery at once, exactly one flips it and opens the
-incident. A small per-instance cache of which conditions are active spares the database
-the steady stream of "battery is fine" samples; another instance's change is seen within
-``cache_ttl_s``.
+incident. Which conditions are active is held in memory, loaded in one query and refreshed
+every ``refresh_s``, so the steady stream of "battery is fine" samples never touches the
+database; another instance's change is seen within ``refresh_s``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 from typing import Any
 
@@ -27,26 +26,32 @@ log = logging.getLogger(__name__)
 
 
 class ConditionService:
-    def __init__(self, sm: async_sessionmaker[AsyncSession], *, cache_ttl_s: float = 30) -> None:
+    def __init__(self, sm: async_sessionmaker[AsyncSession], *, refresh_s: float = 30) -> None:
         self._sm = sm
-        self._ttl = cache_ttl_s
-        self._active: dict[str, tuple[float, set[str]]] = {}
+        self.refresh_s = refresh_s
+        self._active: dict[str, set[str]] = {}
+        self._loaded = False
         self.opened = 0
         self.cleared = 0
 
-    async def _known_active(self, device_id: str) -> set[str]:
-        hit = self._active.get(device_id)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+    async def refresh(self) -> None:
+        """Reload every active condition (a small set: only devices with a problem now)."""
         async with self._sm() as session:
-            rows = await session.scalars(
-                select(DeviceCondition.condition).where(
-                    DeviceCondition.device_id == device_id, DeviceCondition.active.is_(True)
+            rows = (
+                await session.execute(
+                    select(DeviceCondition.device_id, DeviceCondition.condition).where(DeviceCondition.active.is_(True))
                 )
-            )
-            active = set(rows)
-        self._active[device_id] = (time.monotonic() + self._ttl, active)
-        return active
+            ).all()
+        active: dict[str, set[str]] = {}
+        for device_id, condition in rows:
+            active.setdefault(device_id, set()).add(condition)
+        self._active = active
+        self._loaded = True
+
+    async def _known_active(self, device_id: str) -> set[str]:
+        if not self._loaded:
+            await self.refresh()
+        return self._active.setdefault(device_id, set())
 
     async def apply(self, info: DeviceInfo, changes: list[Change], now: datetime) -> list[dict[str, Any]]:
         """Apply rule changes; returns the console messages to publish (after commit)."""

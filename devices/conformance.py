@@ -191,7 +191,7 @@ async def observe(
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
             try:
-                item = await asyncio.wait_for(link.inbox.get(), left)
+                item = await asyncio.wait_for(link.get(), left)
             except TimeoutError:
                 break
             link.ack(item)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any, Literal, TypedDict, cast
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
@@ -104,7 +106,38 @@ def _validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema(name), registry=_registry())
 
 
+def _inline_refs(node: Any) -> Any:
+    """Replace cross-file ``{"$ref": "event.json#/..."}`` with the referenced schema."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ".json#/" in ref:
+            file, pointer = ref.split("#/", 1)
+            target: Any = schema(file.removesuffix(".json"))
+            for part in pointer.split("/"):
+                target = target[part]
+            return _inline_refs(target)
+        return {k: _inline_refs(v) for k, v in node.items() if k not in ("$id", "$schema")}
+    if isinstance(node, list):
+        return [_inline_refs(v) for v in node]
+    return node
+
+
+@cache
+def _fast(name: str) -> Callable[[Any], Any]:
+    """The same schema compiled to Python code: ~20x faster than interpreting it, which is
+    what lets one process ingest thousands of heartbeats a second. (Every keyword we use is
+    also draft-07, which the compiler speaks.)"""
+    inlined = _inline_refs(schema(name))
+    inlined["$schema"] = "http://json-schema.org/draft-07/schema#"
+    return cast(Callable[[Any], Any], fastjsonschema.compile(inlined))
+
+
 def _validate(name: str, data: dict[str, Any], event_id: str | None = None) -> None:
+    try:
+        _fast(name)(data)
+        return
+    except fastjsonschema.JsonSchemaValueException:
+        pass  # invalid: let the reference validator word the reason precisely
     errors = sorted(_validator(name).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         first = errors[0]

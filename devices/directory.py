@@ -1,7 +1,9 @@
 """What the gateway needs to know about a device, cached: kind, elder, thresholds.
 
 Telemetry arrives far more often than registrations change, so device facts are kept in
-memory for ``ttl_s`` and loaded from the database on a miss. Unknown ids are cached too
+memory for ``ttl_s`` (longer than any heartbeat interval, or every heartbeat would be a
+miss) and loaded from the database on a miss. This instance's own API changes invalidate
+the entry at once; another instance's are seen within ``ttl_s``. Unknown ids are cached too
 (briefly), so a flood from an unregistered device does not become a flood of queries.
 """
 
@@ -24,7 +26,7 @@ from hotline.storage.models import Device, Elder
 
 
 class DeviceDirectory:
-    def __init__(self, sm: async_sessionmaker[AsyncSession], *, ttl_s: float = 60, unknown_ttl_s: float = 10) -> None:
+    def __init__(self, sm: async_sessionmaker[AsyncSession], *, ttl_s: float = 600, unknown_ttl_s: float = 10) -> None:
         self._sm = sm
         self._ttl = ttl_s
         self._unknown_ttl = unknown_ttl_s
@@ -44,6 +46,30 @@ class DeviceDirectory:
         info = None if row is None else to_info(row[0], row[1])
         self._cache[device_id] = (now + (self._ttl if info else self._unknown_ttl), info)
         return info
+
+    async def preload(self, *, chunk: int = 20_000) -> int:
+        """Load every registered device at start-up in a few queries, so a restart with a large
+        fleet does not turn the first heartbeat of each device into its own query."""
+        now = time.monotonic()
+        loaded = 0
+        last = ""
+        while True:
+            async with self._sm() as session:
+                rows = (
+                    await session.execute(
+                        select(Device, Elder)
+                        .join(Elder, Device.elder_id == Elder.id)
+                        .where(Device.device_id > last)
+                        .order_by(Device.device_id)
+                        .limit(chunk)
+                    )
+                ).all()
+            for device, elder in rows:
+                self._cache[device.device_id] = (now + self._ttl, to_info(device, elder))
+            loaded += len(rows)
+            if len(rows) < chunk:
+                return loaded
+            last = rows[-1][0].device_id
 
     def invalidate(self, device_id: str | None = None) -> None:
         if device_id is None:

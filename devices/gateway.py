@@ -48,6 +48,7 @@ from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
 from hotline.clock import Clock, SystemClock
 from hotline.storage.models import OPEN_STATUSES, DeadLetter, Device, DeviceEventRecord, Elder, Incident
+from hotline.tasks import raise_if_cancelling
 from hotline.views import elder_summary
 
 log = logging.getLogger(__name__)
@@ -111,25 +112,34 @@ class DeviceGateway:
         self._dead_letter_sampled: dict[str, float] = {}
         self.metrics: Counter[str] = Counter()
         self.broker_dropped: int | None = None
+        self.ready = asyncio.Event()  # set once the device directory is loaded
 
     async def run(self) -> None:
         """Consume the link's inbox with a few workers, and flush presence, until cancelled."""
+        try:
+            log.info("device directory preloaded devices=%d", await self.directory.preload())
+        except OperationalError as exc:
+            log.warning("device directory preload failed (%s); loading on demand", exc)
+        self.ready.set()
         async with asyncio.TaskGroup() as tg:
             for n in range(self._workers):
                 tg.create_task(self._worker(), name=f"devices.gateway.worker[{n}]")
             tg.create_task(self._flusher(), name="devices.gateway.presence_flush")
+            tg.create_task(self._refresh_conditions(), name="devices.gateway.conditions_refresh")
 
     async def _worker(self) -> None:
         while True:
-            item = await self._link.inbox.get()
+            item = await self._link.get()
             try:
                 await self.handle(item)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                raise_if_cancelling()
                 # Not acked: the broker keeps it in our session and redelivers it.
                 self.metrics["errors"] += 1
                 log.exception("unhandled error on topic=%s; message left unacknowledged", item.topic)
+            raise_if_cancelling()
 
     async def handle(self, item: Inbound) -> None:
         if item.topic == SYS_DROPPED:
@@ -358,6 +368,7 @@ class DeviceGateway:
                     await self.presence.arm_inactivity(device_id, time.time() + info.elder.inactivity_hours * 3600)
         for message in await self._apply_rules(info, rules.from_telemetry(sample, info, moved=moved)):
             await self._bus.publish(message)
+        self.metrics["telemetry_processed"] += 1
 
     async def _handle_status(self, item: Inbound, device_id: str) -> None:
         try:
@@ -401,6 +412,16 @@ class DeviceGateway:
         while True:
             await asyncio.sleep(0.1)
             await self.flush()
+            raise_if_cancelling()  # in case a client library swallowed it somewhere inside
+
+    async def _refresh_conditions(self) -> None:
+        while True:
+            try:
+                await self.conditions.refresh()
+            except (OperationalError, OSError) as exc:
+                raise_if_cancelling()
+                log.warning("refreshing active conditions failed: %s", exc)
+            await asyncio.sleep(self.conditions.refresh_s)
 
     async def flush(self) -> None:
         touches, self._pending_touch = self._pending_touch, {}
@@ -412,6 +433,7 @@ class DeviceGateway:
             if snaps:
                 await self.presence.save_telemetry(snaps.items())
         except (RedisError, OSError) as exc:
+            raise_if_cancelling()
             self.metrics["presence_errors"] += 1
             log.warning("presence flush failed: %s", exc)
             return

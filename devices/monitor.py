@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from devices import rules
 from devices.gateway import PRESENCE_DAMPING, DeviceGateway
 from hotline.bus import EventBus
+from hotline.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ class PresenceMonitor:
             try:
                 await self.sweep()
             except (RedisError, OSError, SQLAlchemyError) as exc:
+                raise_if_cancelling()
                 log.warning("presence sweep failed (%s); retrying next cycle", exc)
+            raise_if_cancelling()
 
     async def sweep(self) -> None:
         gw, presence = self._gw, self._gw.presence

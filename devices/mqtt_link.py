@@ -21,7 +21,8 @@ import contextlib
 import logging
 import ssl
 import threading
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,13 +63,23 @@ class MqttLink:
         session_expiry_s: int = 86_400,
         keepalive_s: int = 30,
         queue_size: int = 10_000,
+        is_bulk: Callable[[str], bool] = lambda _topic: False,
     ) -> None:
         self._target = target
         self._subscriptions = list(subscriptions)
         self._session_expiry_s = session_expiry_s
         self._receive_maximum = receive_maximum
         self._keepalive = keepalive_s
-        self.inbox: asyncio.Queue[Inbound] = asyncio.Queue(queue_size)
+        # Two lanes: urgent (alarms, results, presence) is always served first and never
+        # dropped; bulk (telemetry) may drop QoS 0 samples when full. An SOS must not wait
+        # behind a heartbeat flood.
+        self._urgent: deque[Inbound] = deque()
+        self._bulk: deque[Inbound] = deque()
+        self._bulk_limit = queue_size
+        self._is_bulk = is_bulk
+        self._ready = asyncio.Event()
+        self._incoming: deque[Inbound] = deque()  # appended by paho's thread, drained by the loop
+        self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -183,17 +194,46 @@ class MqttLink:
             log.warning("mqtt disconnected: %s", reason)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        item = Inbound(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid, self._generation)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._enqueue, item)
+        self._incoming.append(
+            Inbound(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid, self._generation)
+        )
+        # One wake-up per batch, not per message: at thousands of messages a second, a
+        # callback each would flood the event loop's ready queue, and every await on the
+        # alarm path (each database round trip) would wait behind that backlog.
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False  # before draining: a message appended now schedules another
+        while self._incoming:
+            self._enqueue(self._incoming.popleft())
 
     def _enqueue(self, item: Inbound) -> None:
-        try:
-            self.inbox.put_nowait(item)
-        except asyncio.QueueFull:
-            # Only QoS 0 can overflow: QoS 1 is bounded by Receive Maximum. A lost
-            # telemetry sample is replaced by the next one; we count it rather than block.
+        if not self._is_bulk(item.topic):
+            self._urgent.append(item)
+        elif item.qos == 0 and len(self._bulk) >= self._bulk_limit:
+            # QoS 1 is bounded by Receive Maximum and never dropped; a lost QoS 0 telemetry
+            # sample is replaced by the next one, so we count it rather than block.
             self.dropped_qos0 += 1
+            return
+        else:
+            self._bulk.append(item)
+        self._ready.set()
+
+    async def get(self) -> Inbound:
+        """The next message, urgent lane first."""
+        while True:
+            if self._urgent:
+                return self._urgent.popleft()
+            if self._bulk:
+                return self._bulk.popleft()
+            self._ready.clear()
+            await self._ready.wait()
+
+    def qsize(self) -> int:
+        return len(self._urgent) + len(self._bulk)
 
     # -- asyncio side --------------------------------------------------------------------
 

@@ -54,8 +54,20 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.js
 _STATUS = {ValidationError: 400, AuthError: 401, ForbiddenError: 403, NotFoundError: 404, ConflictError: 409}
 
 
-async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+async def cancel_and_wait(task: asyncio.Task[Any], *, grace_s: float = 10.0) -> None:
+    """Cancel an owned task and wait for it, but never forever: shutdown must finish even if
+    a task is stuck in a foreign library's cancellation path (it is logged as a straggler)."""
     task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=grace_s)
+    if not done:
+        stuck = [t for t in asyncio.all_tasks() if t.get_name().startswith(task.get_name()) and not t.done()]
+        log.error(
+            "task %s did not stop within %.0f s of cancellation; abandoning it; still running: %s",
+            task.get_name(),
+            grace_s,
+            "; ".join(f"{t.get_name()} at {t.get_stack(limit=3)}" for t in stuck),
+        )
+        return
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
@@ -123,6 +135,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks["database"] = f"error: {type(exc).__name__}"
     checks["redis"] = "ok" if svc.bus is not None and await svc.bus.ping() else "down"
     checks["mqtt"] = "ok" if svc.link is not None and svc.link.connected else "down"
+    checks["devices"] = "ok" if svc.gateway is not None and svc.gateway.ready.is_set() else "starting"
     checks["ami"] = "disabled" if svc.settings.ami is None else "not implemented"
     ready = all(v in ("ok", "disabled", "not implemented") for v in checks.values())
     return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
@@ -152,7 +165,7 @@ async def metrics(request: web.Request) -> web.Response:
         metric("mqtt_connected", int(svc.link.connected), "1 when the MQTT link is up", "gauge")
         metric("mqtt_reconnects_total", svc.link.reconnects, "MQTT reconnections")
         metric("mqtt_dropped_qos0_total", svc.link.dropped_qos0, "QoS 0 messages dropped on a full inbox")
-        metric("mqtt_inbox_depth", svc.link.inbox.qsize(), "Messages waiting for a gateway worker", "gauge")
+        metric("mqtt_inbox_depth", svc.link.qsize(), "Messages waiting for a gateway worker", "gauge")
     if svc.outbox is not None:
         metric("notifications_delivered_total", svc.outbox.delivered, "Notifications delivered")
         metric("notifications_failed_total", svc.outbox.failed, "Notifications given up on")
@@ -248,18 +261,22 @@ async def _devices_ctx(app: web.Application) -> AsyncIterator[None]:
         subscriptions=device_subscriptions(s),
         receive_maximum=s.mqtt_receive_maximum,
         session_expiry_s=s.mqtt_session_expiry_s,
+        is_bulk=lambda topic: topic.endswith("/telemetry"),
     )
     svc.link = link
     directory = DeviceDirectory(svc.sm)
     svc.commands = CommandService(
         svc.sm, link, prefix=s.mqtt_prefix, callback_number=s.callback_number, on_interval_change=directory.invalidate
     )
+    # Presence gets its own client with a socket timeout, so no presence call can hang;
+    # the bus's client has none, because a pub/sub connection is idle by design.
+    presence_redis = aioredis.from_url(s.redis_url, socket_connect_timeout=2, socket_timeout=5)
     svc.gateway = DeviceGateway(
         sm=svc.sm,
         link=link,
         bus=svc.bus,
         prefix=s.mqtt_prefix,
-        presence=PresenceStore(svc.bus.redis, s.redis_prefix),
+        presence=PresenceStore(presence_redis, s.redis_prefix),
         commands=svc.commands,
         directory=directory,
         policy=GatewayPolicy(
@@ -276,6 +293,7 @@ async def _devices_ctx(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         await cancel_and_wait(task)
     await link.close()
+    await presence_redis.aclose()
 
 
 async def _close_websockets(app: web.Application) -> None:

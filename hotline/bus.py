@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hotline.backoff import backoff_delay
+from hotline.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class EventBus:
         try:
             await self.redis.publish(self.channel, data)
         except (RedisError, OSError) as exc:
+            raise_if_cancelling()
             self.fallbacks += 1
             log.warning("redis publish failed (%s); delivering locally only", exc)
             self._deliver(message)
@@ -75,6 +77,7 @@ class EventBus:
                     except (ValueError, TypeError):
                         log.warning("ignoring a non-JSON console message")
             except (RedisError, OSError) as exc:
+                raise_if_cancelling()
                 self.subscribed.clear()
                 delay = backoff_delay(attempt)
                 attempt += 1

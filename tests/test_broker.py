@@ -19,33 +19,22 @@ from devices import contract
 from devices.conformance import Observation, analyse, run_check
 from hotline.cli import main as cli_main
 from hotline.localsvc import start_mosquitto
-from hotline.storage.models import DeviceEventRecord, Elder, Incident
+from hotline.storage.models import DeviceEventRecord, Incident
 from simulators.devices import DeviceFleet
+from tests import factories
 from tests.conftest import MQTT_PORT, Running
 from tests.helpers import eventually
 
 
 async def _elder_with_devices(sm: async_sessionmaker[AsyncSession], ids: list[str]) -> dict[str, str]:
     """Register devices directly; returns their plaintext passwords."""
-    from datetime import date
 
     from hotline.auth import hash_device_secret, new_device_secret
     from hotline.storage.models import Device
 
     secrets = {d: new_device_secret() for d in ids}
     async with sm() as s, s.begin():
-        elder = Elder(
-            name="孙阿林",
-            gender="M",
-            birth_date=date(1940, 1, 1),
-            address="余姚",
-            lat=30.0,
-            lon=121.1,
-            phones=[],
-            care_level="mild",
-            economic_category="none",
-            living_situation="alone",
-        )
+        elder = factories.elder()
         s.add(elder)
         await s.flush()
         for d, pw in secrets.items():

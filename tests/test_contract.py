@@ -102,3 +102,38 @@ def test_published_schemas_are_the_ones_the_code_validates_with() -> None:
     for name in ("event", "ack"):
         published = json.loads((ROOT / "docs" / "schemas" / f"{name}.json").read_text())
         assert published == contract.schema(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        ("telemetry", {"ts": 1}),
+        ("telemetry", {"ts": "2026-11-22T08:00:00Z", "location": {"lat": 30, "lon": 121, "source": "wifi"}}),
+        ("telemetry", {"ts": 1, "battery_pct": 101}),
+        ("telemetry", {"ts": 1, "vitals": {"heart_rate": -1}}),
+        ("telemetry", {"ts": 1, "steps": 1.5}),
+        ("telemetry", {"ts": 1, "unknown": True}),
+        ("telemetry", {"battery_pct": 5}),
+        ("status", {"state": "online", "ts": 1}),
+        ("status", {"state": "away"}),
+        ("command", {"command_id": "c", "type": "call_back", "params": {"number": "12349"}, "expires_at": "x" * 20}),
+        ("command", {"command_id": "c", "type": "call_back", "params": {}, "expires_at": "x" * 20}),
+        ("command", {"command_id": "c", "type": "locate", "params": {"x": 1}, "expires_at": "x" * 20}),
+        (
+            "command",
+            {"command_id": "c", "type": "set_heartbeat_interval", "params": {"seconds": 10}, "expires_at": "x" * 20},
+        ),
+        ("command_result", {"command_id": "c", "status": "done", "detail": None}),
+        ("command_result", {"command_id": "c", "status": "maybe"}),
+        ("event", {"event_id": "e", "type": "sos", "ts": 1, "vitals": {"spo2": 120}}),
+        ("event", {"event_id": "e\u0001", "type": "sos", "ts": 1}),
+    ],
+)
+def test_the_compiled_validator_agrees_with_the_reference_one(name: str, payload: dict[str, object]) -> None:
+    reference_ok = not list(contract._validator(name).iter_errors(payload))
+    try:
+        contract._fast(name)(payload)
+        fast_ok = True
+    except Exception:
+        fast_ok = False
+    assert fast_ok == reference_ok

@@ -10,7 +10,6 @@ import asyncio
 import json
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -21,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hotline.auth import hash_device_secret
 from hotline.localsvc import start_mosquitto
-from hotline.storage.models import Device, DeviceEventRecord, Elder, Incident
+from hotline.storage.models import Device, DeviceEventRecord, Incident
+from tests import factories
 from tests.helpers import BackendProcess
 
 pytestmark = pytest.mark.e2e
@@ -45,21 +45,7 @@ async def _run(env: dict[str, str], tmp_path: Path, sm: async_sessionmaker[Async
     ids = [f"LD{n:06d}" for n in range(DEVICES)]
     secret = hash_device_secret("x")
     async with sm() as s, s.begin():
-        elders = [
-            Elder(
-                name=f"测试{n}",
-                gender="F",
-                birth_date=date(1940, 1, 1),
-                address="余姚",
-                lat=30.0,
-                lon=121.1,
-                phones=[],
-                care_level="mild",
-                economic_category="none",
-                living_situation="with_family",
-            )
-            for n in range(10)
-        ]
+        elders = [factories.elder(name=f"测试{n}", living_situation="with_family") for n in range(10)]
         s.add_all(elders)
         await s.flush()
         s.add_all(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from sqlalchemy import select, update
@@ -14,6 +14,7 @@ from dispatch.notify.outbox import OutboxWorker, WebhookSender, enqueue
 from dispatch.notify.webhooks import new_secret
 from hotline.storage.models import Elder, EmergencyContact, Notification
 from simulators.family import FamilyReceiver
+from tests import factories
 from tests.helpers import eventually
 
 
@@ -27,18 +28,7 @@ class ManualClock:
 
 async def _elder_with_contacts(sm: async_sessionmaker[AsyncSession], url: str, n: int = 2) -> Elder:
     async with sm() as s, s.begin():
-        elder = Elder(
-            name="李秀兰",
-            gender="F",
-            birth_date=date(1936, 1, 2),
-            address="余姚",
-            lat=30.0,
-            lon=121.1,
-            phones=[],
-            care_level="severe",
-            economic_category="none",
-            living_situation="alone",
-        )
+        elder = factories.elder(name="李秀兰", gender="F", care_level="severe")
         elder.contacts = [
             EmergencyContact(
                 name=f"子女{k}", relation="女儿", phone=f"1390000000{k}", channel="webhook", webhook_url=url, priority=k

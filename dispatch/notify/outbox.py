@@ -30,6 +30,7 @@ from dispatch.notify import webhooks
 from hotline.clock import Clock, SystemClock
 from hotline.privacy import mask_phone
 from hotline.storage.models import Elder, Notification
+from hotline.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ class OutboxWorker:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                raise_if_cancelling()
                 log.exception("outbox cycle failed; retrying")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

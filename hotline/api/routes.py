@@ -217,6 +217,8 @@ async def create_device(request: web.Request) -> web.Response:
                 audit(session, who, "device.create", "device", device_id, elder_id=elder_id)
         except IntegrityError as exc:
             raise ConflictError(f"device {device_id} is already registered") from exc
+    if (gateway := request.app[SERVICES].gateway) is not None:
+        gateway.directory.invalidate(device_id)  # it may have spoken before it was registered
     out = device_view(device)
     # Returned once: only the hash is kept.
     out["credentials"] = {"username": device_id, "password": secret}
