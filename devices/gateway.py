@@ -54,7 +54,10 @@ from hotline.views import elder_summary
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_PAYLOAD_CHARS = 2000
+# Brokers built with metrics report drops; every Mosquitto reports its queued-message count,
+# which grows when a subscriber falls behind: the warning before anything is dropped.
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
+SYS_STORED = "$SYS/broker/store/messages/count"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +115,7 @@ class DeviceGateway:
         self._dead_letter_sampled: dict[str, float] = {}
         self.metrics: Counter[str] = Counter()
         self.broker_dropped: int | None = None
+        self.broker_stored: int | None = None
         self.ready = asyncio.Event()  # set once the device directory is loaded
 
     async def run(self) -> None:
@@ -144,6 +148,10 @@ class DeviceGateway:
     async def handle(self, item: Inbound) -> None:
         if item.topic == SYS_DROPPED:
             self._on_broker_dropped(item.payload)
+            return
+        if item.topic == SYS_STORED:
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                self.broker_stored = int(item.payload.decode().strip())
             return
         try:
             topic = contract.parse_topic(self._prefix, item.topic)

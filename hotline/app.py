@@ -24,7 +24,7 @@ from sqlalchemy import select, text
 from devices import contract
 from devices.commands import CommandService
 from devices.directory import DeviceDirectory
-from devices.gateway import SYS_DROPPED, DeviceGateway, GatewayPolicy
+from devices.gateway import SYS_DROPPED, SYS_STORED, DeviceGateway, GatewayPolicy
 from devices.monitor import PresenceMonitor
 from devices.mqtt_link import MqttLink
 from devices.presence_store import PresenceStore
@@ -159,6 +159,8 @@ async def metrics(request: web.Request) -> web.Response:
         ]
         lines += [f'hotline_gateway_messages_total{{outcome="{k}"}} {v}' for k, v in sorted(gw.metrics.items())]
         metric("conditions_opened_total", gw.conditions.opened, "Device condition episodes opened")
+        if gw.broker_stored is not None:
+            metric("broker_queued_messages", gw.broker_stored, "Messages queued in the broker's store", "gauge")
         if gw.broker_dropped is not None:
             metric("broker_dropped_messages", gw.broker_dropped, "Messages the broker reports as dropped", "gauge")
     if svc.link is not None:
@@ -247,7 +249,7 @@ def device_subscriptions(s: Settings) -> list[tuple[str, int]]:
     """Uplink topics, as a shared subscription when several instances split the load."""
     share = f"$share/{s.mqtt_shared_group}/" if s.mqtt_shared_group else ""
     subs = [(share + t, 1) for t in contract.uplink_subscriptions(s.mqtt_prefix)]
-    return [*subs, (SYS_DROPPED, 0)]
+    return [*subs, (SYS_DROPPED, 0), (SYS_STORED, 0)]
 
 
 async def _devices_ctx(app: web.Application) -> AsyncIterator[None]:

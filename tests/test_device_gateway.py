@@ -383,3 +383,25 @@ async def test_incidents_counted(world: World, sm: async_sessionmaker[AsyncSessi
     async with sm() as s:
         n = await s.scalar(select(func.count()).select_from(Incident).where(Incident.type == "sos"))
     assert ack["status"] == "accepted" and n == 1
+
+
+async def test_the_brokers_queue_and_drop_counters_are_watched_and_exported(world: World) -> None:
+    """Mosquitto publishes $SYS every sys_interval (10 s by default); the gateway subscribes."""
+    from devices.gateway import SYS_DROPPED
+    from devices.mqtt_link import Inbound
+    from hotline.api.keys import SERVICES
+
+    gw = world.backend.app[SERVICES].gateway
+    assert gw is not None
+    for _ in range(300):
+        if gw.broker_stored is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert gw.broker_stored is not None  # from the real broker
+    # This Debian build has no drop counter; a broker built with metrics publishes one:
+    await gw.handle(Inbound(SYS_DROPPED, b"0", 0, False, 0, 0))
+    await gw.handle(Inbound(SYS_DROPPED, b"7", 0, False, 0, 0))
+    async with world.http.get(f"{world.backend.url}/metrics") as r:
+        text = await r.text()
+    assert "hotline_broker_queued_messages " in text
+    assert "hotline_broker_dropped_messages 7" in text
