@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import contract
-from devices.errors import BrokerUnavailableError, ContractError, DeviceError
+from devices.errors import BrokerUnavailableError, ContractError, UnknownDeviceError
 from devices.mqtt_link import MqttLink
 from hotline.storage.models import AuditEntry, Device, DeviceCommand
 from hotline.views import iso
@@ -26,10 +26,6 @@ from hotline.views import iso
 log = logging.getLogger(__name__)
 
 TERMINAL = ("done", "failed", "unsupported", "expired")
-
-
-class UnknownDeviceError(DeviceError):
-    pass
 
 
 def command_view(c: DeviceCommand) -> dict[str, Any]:

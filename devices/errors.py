@@ -24,3 +24,7 @@ class UnknownTopicError(DeviceError):
 
 class BrokerUnavailableError(DeviceError):
     """The MQTT broker cannot be reached right now."""
+
+
+class UnknownDeviceError(DeviceError):
+    """The device id is not registered."""

@@ -37,7 +37,7 @@ from sqlalchemy.orm import selectinload
 from devices import contract, rules
 from devices.commands import CommandService
 from devices.conditions import ConditionService
-from devices.directory import DeviceDirectory
+from devices.directory import DeviceDirectory, to_info
 from devices.errors import ContractError, UnknownTopicError
 from devices.mqtt_link import Inbound, MqttLink
 from devices.presence import DampingPolicy
@@ -297,12 +297,7 @@ class DeviceGateway:
                             size=0,
                         )
                     )
-                info = rules.DeviceInfo(
-                    device_id,
-                    device.kind,
-                    _profile(device.elder),
-                    device.heartbeat_interval_s or rules.HEARTBEAT_INTERVAL_S.get(device.kind, 300),
-                )
+                info = to_info(device, device.elder)
                 return Outcome(
                     "accepted", incident_id=record.incident_id, created=created, info=info, extra=extra, reason=reason
                 )
@@ -544,19 +539,6 @@ _CONTROL = {c: f"\\x{c:02x}" for c in range(32) if chr(c) not in "\t\n\r"}
 def _printable(text: str) -> str:
     """Escape control characters: PostgreSQL text refuses NUL, and logs should not carry them."""
     return text.translate(_CONTROL)
-
-
-def _profile(elder: Elder) -> rules.ElderProfile:
-    return rules.ElderProfile(
-        elder_id=elder.id,
-        lat=elder.lat,
-        lon=elder.lon,
-        home_radius_m=elder.home_radius_m,
-        hr_low=elder.hr_low or rules.DEFAULT_HR_LOW,
-        hr_high=elder.hr_high or rules.DEFAULT_HR_HIGH,
-        lives_alone=elder.living_situation == "alone",
-        inactivity_hours=elder.inactivity_hours or rules.DEFAULT_INACTIVITY_HOURS,
-    )
 
 
 def _snapshot(t: contract.Telemetry) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -113,13 +113,6 @@ class PresenceStore:
             "last_telemetry": json.loads(last) if last else None,
         }
 
-    async def counts(self) -> dict[str, int]:
-        values = await self.redis.hvals(self.k_state)
-        out = {"online": 0, "offline": 0}
-        for v in values:
-            out[_s(v)] = out.get(_s(v), 0) + 1
-        return out
-
     async def online_within(self, window_s: float) -> int:
         seen = await self.redis.hvals(self.k_seen)
         cutoff = time.time() - window_s
@@ -145,13 +138,3 @@ class PresenceStore:
 
     async def arm_inactivity(self, device_id: str, due: float) -> None:
         await self.redis.zadd(self.k_inactive, {device_id: due})
-
-    async def forget(self, device_ids: Sequence[str]) -> None:
-        if not device_ids:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for key in (self.k_seen, self.k_state, self.k_damping, self.k_last, self.k_steps):
-            pipe.hdel(key, *device_ids)
-        for key in (self.k_deadline, self.k_maint, self.k_inactive):
-            pipe.zrem(key, *device_ids)
-        await pipe.execute()

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import Select
 
-from devices.commands import CommandService, UnknownDeviceError, command_view
+from devices.commands import CommandService, command_view
 from devices.contract import COMMAND_TYPES, DEVICE_ID_RE
-from devices.errors import ContractError
+from devices.errors import ContractError, UnknownDeviceError
 from hotline.api import validation as v
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES
