@@ -48,10 +48,11 @@ class ConditionService:
         self._active = active
         self._loaded = True
 
-    async def _known_active(self, device_id: str) -> set[str]:
+    async def _known_active(self, device_id: str) -> frozenset[str]:
         if not self._loaded:
             await self.refresh()
-        return self._active.setdefault(device_id, set())
+        # Only devices with a problem have an entry: 100,000 healthy devices cost nothing.
+        return frozenset(self._active.get(device_id, ()))
 
     async def apply(self, info: DeviceInfo, changes: list[Change], now: datetime) -> list[dict[str, Any]]:
         """Apply rule changes; returns the console messages to publish (after commit)."""
@@ -62,10 +63,16 @@ class ConditionService:
         for change in changes:
             if change.open and change.condition not in active:
                 messages += await self._open(info, change.condition, change.detail, now)
-                active.add(change.condition)
+                self._active.setdefault(info.device_id, set()).add(change.condition)
+                active = active | {change.condition}
             elif not change.open and change.condition in active:
                 messages += await self._clear(info, change.condition, change.detail, now)
-                active.discard(change.condition)
+                remaining = self._active.get(info.device_id, set()) - {change.condition}
+                if remaining:
+                    self._active[info.device_id] = remaining
+                else:
+                    self._active.pop(info.device_id, None)
+                active = active - {change.condition}
         return messages
 
     async def _open(

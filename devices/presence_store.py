@@ -132,8 +132,10 @@ class PresenceStore:
 
     async def swap_steps(self, device_id: str, steps: int) -> int | None:
         """Store today's step count; returns the previous one."""
-        old = await self.redis.hget(self.k_steps, device_id)
-        await self.redis.hset(self.k_steps, device_id, steps)
+        pipe = self.redis.pipeline(transaction=False)  # one round trip on the telemetry path
+        pipe.hget(self.k_steps, device_id)
+        pipe.hset(self.k_steps, device_id, steps)
+        old, _ = await pipe.execute()
         return int(old) if old is not None else None
 
     async def arm_inactivity(self, device_id: str, due: float) -> None:
