@@ -29,6 +29,8 @@ from devices.monitor import PresenceMonitor
 from devices.mqtt_link import MqttLink
 from devices.presence_store import PresenceStore
 from dispatch.notify.outbox import OutboxWorker, WebhookSender
+from hotline import phones
+from hotline.api.call_routes import routes as call_routes
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES, Services
 from hotline.api.openapi import spec
@@ -47,11 +49,20 @@ from hotline.errors import (
 )
 from hotline.storage.db import make_engine, make_sessionmaker
 from hotline.storage.models import User
+from hotline.telephony.errors import TelephonyError
+from hotline.telephony.service import TelephonyService
 
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/", "/console"})
-_STATUS = {ValidationError: 400, AuthError: 401, ForbiddenError: 403, NotFoundError: 404, ConflictError: 409}
+_STATUS = {
+    TelephonyError: 503,
+    ValidationError: 400,
+    AuthError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+}
 
 
 async def cancel_and_wait(task: asyncio.Task[Any], *, grace_s: float = 10.0) -> None:
@@ -136,8 +147,11 @@ async def readyz(request: web.Request) -> web.Response:
     checks["redis"] = "ok" if svc.bus is not None and await svc.bus.ping() else "down"
     checks["mqtt"] = "ok" if svc.link is not None and svc.link.connected else "down"
     checks["devices"] = "ok" if svc.gateway is not None and svc.gateway.ready.is_set() else "starting"
-    checks["ami"] = "disabled" if svc.settings.ami is None else "not implemented"
-    ready = all(v in ("ok", "disabled", "not implemented") for v in checks.values())
+    if svc.telephony is None:
+        checks["ami"] = "disabled"
+    else:
+        checks["ami"] = "ok" if svc.telephony.link.connected else "down"
+    ready = all(v in ("ok", "disabled") for v in checks.values())
     return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
 
 
@@ -171,6 +185,15 @@ async def metrics(request: web.Request) -> web.Response:
     if svc.outbox is not None:
         metric("notifications_delivered_total", svc.outbox.delivered, "Notifications delivered")
         metric("notifications_failed_total", svc.outbox.failed, "Notifications given up on")
+    if svc.telephony is not None:
+        tel = svc.telephony
+        metric("ami_connected", int(tel.link.connected), "1 when the AMI link is logged in and resynchronised", "gauge")
+        metric("ami_logins_total", tel.link.connects, "AMI logins (the first one and every reconnect)")
+        metric("ami_events_total", tel.link.events, "AMI events read")
+        metric("ami_garbage_total", tel.link.garbage, "Garbage AMI lines and frames dropped on this connection")
+        metric("ami_handler_errors_total", tel.link.handler_errors, "AMI event handlers that raised")
+        metric("screen_pops_total", tel.pops, "call.ringing pops sent to an operator")
+        metric("call_write_errors_total", tel.write_errors, "Failed call-record writes (retried)")
     metric("websocket_clients", request.app[HUB].size, "Connected console sockets", "gauge")
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
@@ -207,7 +230,9 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/", console)
     app.router.add_get("/console", console)
     app.add_routes(routes)
-    app.cleanup_ctx.extend([_database_ctx, _bus_ctx, _outbox_ctx, _devices_ctx])
+    app.add_routes(call_routes)
+    phones.AREA_CODE = settings.phone_area_code
+    app.cleanup_ctx.extend([_database_ctx, _bus_ctx, _outbox_ctx, _telephony_ctx, _devices_ctx])
     app.on_shutdown.append(_close_websockets)
     return app
 
@@ -243,6 +268,19 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await cancel_and_wait(task)
     await http.close()
+
+
+async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    if svc.settings.ami is None:
+        yield
+        return
+    assert svc.bus is not None
+    svc.telephony = TelephonyService(svc.settings, svc.sm, svc.bus)
+    svc.bus.add_listener(svc.telephony.on_bus_message)
+    svc.telephony.start()
+    yield
+    await svc.telephony.close()
 
 
 def device_subscriptions(s: Settings) -> list[tuple[str, int]]:

@@ -26,6 +26,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "incidents.read": CONSOLE_ROLES | {"family"},
     "ws.connect": CONSOLE_ROLES | {"family"},
     "audit.read": frozenset({"supervisor", "admin"}),
+    "calls.read": CONSOLE_ROLES,
+    "calls.write": CONSOLE_ROLES,
+    "calls.stats": frozenset({"dispatcher", "supervisor", "admin"}),
 }
 
 

@@ -64,6 +64,12 @@ class Settings:
     offline_incident_after_s: int = 1800
     lw_grace_s: int = 30
     ami: AmiTarget | None = None
+    ami_queue: str = "12349"
+    # Originate templates: {number} is the number to call, {extension} an operator's.
+    ami_dial: str = "PJSIP/{number}@pstn"
+    ami_operator_channel: str = "PJSIP/{extension}"
+    ami_alarm_callback: bool = True
+    phone_area_code: str = "0574"
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     webhook_secrets: tuple[str, ...] = (DEV_WEBHOOK_SECRET,)
@@ -86,6 +92,11 @@ _KEYS = (
     "offline_incident_after",
     "lw_grace",
     "ami_url",
+    "ami_queue",
+    "ami_dial",
+    "ami_operator_channel",
+    "ami_alarm_callback",
+    "phone_area_code",
     "http_host",
     "http_port",
     "webhook_secret",
@@ -140,6 +151,23 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
         kwargs["lw_grace_s"] = _int("lw_grace", raw["lw_grace"], 0, 3600)
     if raw.get("ami_url"):
         kwargs["ami"] = _ami_target(raw["ami_url"])
+    if "ami_queue" in raw:
+        kwargs["ami_queue"] = _identifier("ami_queue", raw["ami_queue"])
+    for key, slot in (("ami_dial", "{number}"), ("ami_operator_channel", "{extension}")):
+        if key in raw:
+            if slot not in raw[key] or "\n" in raw[key] or raw[key].count("{") != 1:
+                raise ConfigError(f"{_var(key)} must be a channel template containing {slot}, got {raw[key]!r}")
+            kwargs[key] = raw[key].strip()
+    if "ami_alarm_callback" in raw:
+        flag = raw["ami_alarm_callback"].strip().lower()
+        if flag not in {"true", "false", "1", "0", "yes", "no"}:
+            raise ConfigError(f"{_var('ami_alarm_callback')} must be true or false, got {raw['ami_alarm_callback']!r}")
+        kwargs["ami_alarm_callback"] = flag in {"true", "1", "yes"}
+    if "phone_area_code" in raw:
+        code = raw["phone_area_code"].strip()
+        if not (code.startswith("0") and code.isdigit() and 3 <= len(code) <= 4):
+            raise ConfigError(f"{_var('phone_area_code')} must be an area code such as 0574, got {code!r}")
+        kwargs["phone_area_code"] = code
     if "http_host" in raw:
         if not raw["http_host"].strip():
             raise ConfigError(f"{_var('http_host')} must not be empty")

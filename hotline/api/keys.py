@@ -15,6 +15,7 @@ from hotline.api.ws import ConsoleHub
 from hotline.auth import Principal
 from hotline.bus import EventBus
 from hotline.config import Settings
+from hotline.telephony.service import TelephonyService
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Services:
     gateway: DeviceGateway | None = None
     commands: CommandService | None = None
     outbox: OutboxWorker | None = None
+    telephony: TelephonyService | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
 

@@ -32,6 +32,13 @@ class _Client:
 
 
 def visible(principal: Principal, message: dict[str, Any]) -> bool:
+    """Who may see a bus message: ``to_user`` addresses one user (a screen pop goes only to
+    the operator whose phone rings), ``audience`` a set of roles (the supervisors' wallboard);
+    anything else goes to console staff, and to the family of the elder it concerns."""
+    if (to_user := message.get("to_user")) is not None:
+        return bool(to_user == principal.user_id)
+    if (audience := message.get("audience")) is not None:
+        return principal.role in audience
     if principal.is_console:
         return True
     elder = message.get("elder") or {}

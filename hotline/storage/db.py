@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+import hotline.phones  # noqa: F401  (installs the listener that keeps the phone index current)
+
 
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):

@@ -305,3 +305,57 @@ class AuditEntry(Base):
     target_type: Mapped[str] = mapped_column(String(32))
     target_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class PhoneEntry(Base):
+    """Normalised phone numbers of elders, their devices' SIMs and their contacts.
+
+    The screen pop looks a caller up here by an indexed equality, never by scanning JSON.
+    Writers call :func:`hotline.phones.reindex_elder` after changing any of the three.
+    """
+
+    __tablename__ = "phone_index"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(32), index=True)
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # elder | device | contact
+    ref: Mapped[str | None] = mapped_column(String(64))  # device id or contact id
+
+
+class CallRecord(Base):
+    """One row per call on the 12349 line, inbound or placed by us; keyed by Asterisk's Linkedid."""
+
+    __tablename__ = "calls"
+    __table_args__ = (Index("ix_calls_direction_started", "direction", "started_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("call"))
+    linkedid: Mapped[str] = mapped_column(String(64), unique=True)
+    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound
+    queue: Mapped[str] = mapped_column(String(32), default="")
+    caller_num: Mapped[str] = mapped_column(String(32), default="")
+    caller_name: Mapped[str] = mapped_column(String(64), default="")
+    # inbound: queued | ringing | answered | ended; outbound adds originating | dialing
+    state: Mapped[str] = mapped_column(String(16))
+    # answered | abandoned | timeout | busy | no_answer | congestion | failed | unknown; NULL while live
+    outcome: Mapped[str | None] = mapped_column(String(16), index=True)
+    elder_id: Mapped[str | None] = mapped_column(ForeignKey("elders.id"), index=True)
+    matched_by: Mapped[str | None] = mapped_column(String(16))
+    operator_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)
+    member: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column()
+    answered_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    hold_s: Mapped[float | None] = mapped_column(Float)
+    ring_s: Mapped[float | None] = mapped_column(Float)
+    talk_s: Mapped[float | None] = mapped_column(Float)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    transferred_to: Mapped[str | None] = mapped_column(String(64))
+    inferred: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[list[Any]] = mapped_column(default=list)
+    # Outbound only.
+    purpose: Mapped[str | None] = mapped_column(String(24))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

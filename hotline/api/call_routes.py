@@ -1,0 +1,253 @@
+"""Calls on the 12349 line: records, service-level statistics, click-to-call, call -> incident."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import selectinload
+
+from dispatch.catalogue import SERVICES as CATALOGUE
+from dispatch.incidents import open_incident
+from hotline.api import validation as v
+from hotline.api.jsonutil import json_response
+from hotline.api.keys import SERVICES
+from hotline.api.routes import audit, body, listing, principal
+from hotline.auth import require
+from hotline.errors import NotFoundError, ValidationError
+from hotline.storage.models import CallRecord, Device, Elder, EmergencyContact, User
+from hotline.telephony.errors import TelephonyError
+from hotline.telephony.service import TelephonyService, call_record_view
+from hotline.views import incident_view
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+# (threshold in seconds, share of offered calls): the telecare industry's targets, and an older one.
+TARGETS = ((60, 0.975, "telecare"), (180, 0.99, "telecare"), (60, 0.985, "older standard"))
+CALL_INCIDENT_TYPES = ("emergency", "health", "service_request", "consultation", "complaint", "referral", "follow_up")
+SEVERITIES = ("low", "medium", "high", "critical")
+PURPOSES = ("click_to_call", "elder", "contact", "alarm_callback", "wellbeing")
+
+
+def _when(query: Any, key: str, default: datetime) -> datetime:
+    raw = query.get(key)
+    if raw is None:
+        return default
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationError(f"{key} must be an ISO 8601 time such as 2026-11-22T08:00:00Z", field=key) from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _period(request: web.Request) -> tuple[datetime, datetime]:
+    until = _when(request.query, "until", datetime.now(UTC))
+    since = _when(request.query, "since", until - timedelta(days=1))
+    if since >= until:
+        raise ValidationError("since must be before until", field="since")
+    if until - since > timedelta(days=366):
+        raise ValidationError("the period may be at most 366 days", field="since")
+    return since, until
+
+
+@routes.get("/api/v1/calls")
+async def list_calls(request: web.Request) -> web.Response:
+    require(principal(request), "calls.read")
+    stmt = select(CallRecord).order_by(CallRecord.started_at.desc(), CallRecord.id.desc())
+    q = request.query
+    if "since" in q or "until" in q:
+        since, until = _period(request)
+        stmt = stmt.where(CallRecord.started_at >= since, CallRecord.started_at < until)
+    for key in ("direction", "outcome", "elder_id", "operator_id", "state"):
+        if value := q.get(key):
+            stmt = stmt.where(getattr(CallRecord, key).in_(value.split(",")))
+    return await listing(request, stmt, call_record_view)
+
+
+@routes.get("/api/v1/calls/{id}")
+async def get_call(request: web.Request) -> web.Response:
+    require(principal(request), "calls.read")
+    async with request.app[SERVICES].sm() as session:
+        call = await session.get(CallRecord, request.match_info["id"])
+    if call is None:
+        raise NotFoundError(f"call {request.match_info['id']} not found")
+    return json_response(call_record_view(call))
+
+
+@routes.get("/api/v1/stats/calls")
+async def call_stats(request: web.Request) -> web.Response:
+    """Service level of the inbound queue over a period (calls that entered the queue in it)."""
+    require(principal(request), "calls.stats")
+    since, until = _period(request)
+    c = CallRecord
+    in_period = and_(c.direction == "inbound", c.started_at >= since, c.started_at < until)
+    finished = c.outcome.is_not(None)
+    answered = c.outcome == "answered"
+    totals = select(
+        func.count(case((finished, 1))),
+        func.count(case((answered, 1))),
+        func.count(case((c.outcome == "abandoned", 1))),
+        func.count(case((c.outcome == "timeout", 1))),
+        func.count(case((c.outcome.is_(None), 1))),
+        *(func.count(case((and_(answered, c.hold_s <= t), 1))) for t in (20, 60, 180)),
+        func.avg(case((finished, c.hold_s))),
+        func.max(case((finished, c.hold_s))),
+    ).where(in_period)
+    per_operator = (
+        select(c.operator_id, c.member, func.count(), func.coalesce(func.sum(c.talk_s), 0.0), func.avg(c.talk_s))
+        .where(in_period, answered)
+        .group_by(c.operator_id, c.member)
+        .order_by(func.count().desc())
+    )
+    async with request.app[SERVICES].sm() as session:
+        offered, n_answered, abandoned, timeouts, live, w20, w60, w180, avg_wait, max_wait = (
+            await session.execute(totals)
+        ).one()
+        operators = (await session.execute(per_operator)).all()
+        ids = [r[0] for r in operators if r[0]]
+        names = dict((await session.execute(select(User.id, User.name).where(User.id.in_(ids)))).all()) if ids else {}
+
+    def share(n: int) -> float | None:
+        return round(n / offered, 4) if offered else None
+
+    within = {"20": share(w20), "60": share(w60), "180": share(w180)}
+    return json_response(
+        {
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "offered": offered,
+            "answered": n_answered,
+            "abandoned": abandoned,
+            "timeout": timeouts,
+            "other": offered - n_answered - abandoned - timeouts,
+            "in_progress": live,
+            "answered_within": within,
+            "abandon_rate": share(abandoned),
+            "avg_wait_s": round(float(avg_wait), 3) if avg_wait is not None else None,
+            "max_wait_s": round(float(max_wait), 3) if max_wait is not None else None,
+            "targets": [
+                {
+                    "within_s": t,
+                    "target": goal,
+                    "standard": name,
+                    "actual": within[str(t)],
+                    "met": within[str(t)] is not None and (within[str(t)] or 0) >= goal,
+                }
+                for t, goal, name in TARGETS
+            ],
+            "operators": [
+                {
+                    "operator_id": op_id,
+                    "name": names.get(op_id),
+                    "member": member,
+                    "answered": n,
+                    "talk_s": round(float(talk), 3),
+                    "avg_talk_s": round(float(avg_talk), 3) if avg_talk is not None else None,
+                }
+                for op_id, member, n, talk, avg_talk in operators
+            ],
+        }
+    )
+
+
+def _telephony(request: web.Request) -> TelephonyService:
+    tel = request.app[SERVICES].telephony
+    if tel is None:
+        raise TelephonyError("telephony is not configured on this instance (set HOTLINE_AMI_URL)")
+    return tel
+
+
+@routes.post("/api/v1/calls")
+async def place_call(request: web.Request) -> web.Response:
+    """Call out: to a number, an elder, one of their contacts, or a device's SIM."""
+    who = principal(request)
+    require(who, "calls.write")
+    b = v.obj(await body(request))
+    purpose = v.choice(b, "purpose", PURPOSES, default="click_to_call")
+    key = v.string(b, "idempotency_key", max_len=200, required=False)
+    incident_id = v.string(b, "incident_id", max_len=40, required=False)
+    elder_id = v.string(b, "elder_id", max_len=40, required=False)
+    device_id: str | None = None
+    async with request.app[SERVICES].sm() as session:
+        if "number" in b:
+            number = v.phone(b["number"], "number")
+        elif "device_id" in b:
+            device = await session.get(Device, v.req_string(b, "device_id", max_len=64))
+            if device is None or not device.sim_number:
+                raise ValidationError("device_id must name a registered device with a SIM number", field="device_id")
+            number, device_id, elder_id = device.sim_number, device.device_id, device.elder_id
+        elif "contact_id" in b:
+            contact = await session.get(EmergencyContact, v.integer(b, "contact_id", 1, 2**31))
+            if contact is None:
+                raise ValidationError("contact_id does not exist", field="contact_id")
+            number, elder_id = contact.phone, contact.elder_id
+        elif elder_id is not None:
+            elder = await session.get(Elder, elder_id)
+            if elder is None or not elder.phones:
+                raise ValidationError("elder_id must name an elder with a phone number", field="elder_id")
+            number = str(elder.phones[0])
+        else:
+            raise ValidationError("give one of number, elder_id, contact_id or device_id", field="number")
+    extension = who.extension if purpose == "click_to_call" else None
+    if purpose == "click_to_call" and not extension:
+        raise ValidationError("click_to_call needs a user with an extension (hotline user add --extension)")
+    record = await _telephony(request).call_out(
+        number=number,
+        purpose=purpose,
+        requested_by=who.user_id,
+        idempotency_key=key,
+        elder_id=elder_id,
+        incident_id=incident_id,
+        device_id=device_id,
+        operator_extension=extension,
+    )
+    return json_response(record, status=202)
+
+
+@routes.post("/api/v1/calls/{id}/incident")
+async def incident_from_call(request: web.Request) -> web.Response:
+    """Open an incident or a service request from a call; the call is linked to it."""
+    who = principal(request)
+    require(who, "calls.write")
+    b = v.obj(await body(request))
+    type_ = v.choice(b, "type", CALL_INCIDENT_TYPES)
+    severity = v.choice(b, "severity", SEVERITIES, default="critical" if type_ == "emergency" else "medium")
+    service = v.choice(b, "service", CATALOGUE) if type_ == "service_request" else None
+    note = v.string(b, "note", max_len=1000, required=False)
+    svc = request.app[SERVICES]
+    async with svc.sm() as session, session.begin():
+        call = await session.get(CallRecord, request.match_info["id"], with_for_update=True)
+        if call is None:
+            raise NotFoundError(f"call {request.match_info['id']} not found")
+        if call.incident_id is not None:
+            raise ValidationError(f"call is already linked to incident {call.incident_id}", field="id")
+        elder_id = v.string(b, "elder_id", max_len=40, required=False) or call.elder_id
+        if elder_id is None:
+            raise ValidationError("the caller is unknown: give elder_id", field="elder_id")
+        elder = await session.scalar(select(Elder).where(Elder.id == elder_id).options(selectinload(Elder.contacts)))
+        if elder is None:
+            raise ValidationError(f"elder {elder_id} does not exist", field="elder_id")
+        incident, created = await open_incident(
+            session,
+            elder=elder,
+            type_=type_,
+            source="call",
+            actor=who.user_id,
+            now=datetime.now(UTC),
+            severity=severity,
+            detail={"call_id": call.id, "note": note, "service": service},
+            notify_family=type_ in ("emergency", "health"),
+        )
+        call.incident_id = incident.id
+        call.elder_id = call.elder_id or elder.id
+        audit(session, who, "incident.create_from_call", "incident", incident.id, call_id=call.id)
+        out = incident_view(incident)
+    if svc.bus is not None:
+        await svc.bus.publish(created.message())
+    if svc.outbox is not None:
+        svc.outbox.wake()
+    return json_response(out, status=201)

@@ -1,0 +1,480 @@
+"""Telephony service: AMI events in; screen pops, call records and outbound calls out.
+
+Data flow: :class:`AmiLink` -> typed event -> :class:`CallTracker` -> changes. A change
+becomes (1) a console message on the Redis bus, addressed to the operator whose phone
+rings (``to_user``) or to supervisors (``audience``), and (2) a dirty call snapshot that
+one writer task upserts by Linkedid in batches. The pop never waits for the database
+write: the caller's profile is looked up when the call joins the queue, so it is ready
+by the time ``AgentCalled`` comes. Messages for one call are published in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from hotline.auth import CONSOLE_ROLES
+from hotline.backoff import backoff_delay
+from hotline.bus import EventBus
+from hotline.config import Settings
+from hotline.phones import normalise
+from hotline.privacy import mask_phone
+from hotline.storage.models import CallRecord, Device, Elder, Incident, PhoneEntry, User
+from hotline.tasks import raise_if_cancelling
+from hotline.telephony import events as ev
+from hotline.telephony.errors import (
+    AmiActionError,
+    AmiNotConnectedError,
+    AmiOutcomeUnknownError,
+    TelephonyError,
+)
+from hotline.telephony.link import AmiLink
+from hotline.telephony.tracker import Call, CallTracker, Change
+from hotline.views import device_view, elder_view, incident_view, iso
+
+log = logging.getLogger(__name__)
+
+MATCH_ORDER = {"elder": 0, "device": 1, "contact": 2}
+SUPERVISORS = ["supervisor", "admin"]
+OPERATOR_CACHE_S = 60.0
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def call_record_view(c: CallRecord) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "linkedid": c.linkedid,
+        "direction": c.direction,
+        "queue": c.queue,
+        "caller_num": c.caller_num,
+        "caller_name": c.caller_name,
+        "state": c.state,
+        "outcome": c.outcome,
+        "elder_id": c.elder_id,
+        "matched_by": c.matched_by,
+        "operator_id": c.operator_id,
+        "member": c.member,
+        "started_at": iso(c.started_at),
+        "answered_at": iso(c.answered_at),
+        "ended_at": iso(c.ended_at),
+        "hold_s": c.hold_s,
+        "ring_s": c.ring_s,
+        "talk_s": c.talk_s,
+        "end_reason": c.end_reason,
+        "transferred_to": c.transferred_to,
+        "inferred": c.inferred,
+        "attempts": c.attempts,
+        "purpose": c.purpose,
+        "incident_id": c.incident_id,
+        "device_id": c.device_id,
+        "requested_by": c.requested_by,
+        "detail": c.detail,
+    }
+
+
+class TelephonyService:
+    """Owns the AMI link, the tracker, the pop tasks and the call writer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sm: async_sessionmaker[AsyncSession],
+        bus: EventBus,
+        *,
+        link: AmiLink | None = None,
+    ) -> None:
+        assert settings.ami is not None
+        self.settings = settings
+        self.sm = sm
+        self.bus = bus
+        self.link = link or AmiLink(settings.ami)
+        self.tracker = CallTracker(queues=frozenset({settings.ami_queue}))
+        self.link.subscribe(self._on_event)
+        self.link.on_up(self.resync)
+        self._profiles: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
+        self._meta: dict[str, dict[str, Any]] = {}  # linkedid -> elder_id, matched_by, operator_id
+        self._chains: dict[str, asyncio.Task[None]] = {}
+        self._operators: dict[str, tuple[float, tuple[str, str] | None]] = {}
+        self._dirty: dict[str, dict[str, Any]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writer: asyncio.Task[None] | None = None
+        self.pops = 0
+        self.resyncs = 0
+        self.write_errors = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="telephony.call_writer")
+        self.link.start()
+
+    async def close(self) -> None:
+        await self.link.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            await self._flush()  # what is still dirty goes out once more before we stop
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+
+        def _done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("telephony task %s failed", name, exc_info=t.exception())
+
+        task.add_done_callback(_done)
+        return task
+
+    # -- events ----------------------------------------------------------------------
+
+    def _on_event(self, e: ev.AmiEvent) -> None:
+        for change in self.tracker.feed(e):
+            self._apply(change)
+
+    async def resync(self) -> None:
+        """Rebuild live state after a (re)connect: AMI does not replay what we missed."""
+        status = await self.link.action(
+            {"Action": "QueueStatus", "Queue": self.settings.ami_queue}, as_list=True, _during_login=True
+        )
+        chans = await self.link.action({"Action": "CoreShowChannels"}, as_list=True, _during_login=True)
+        entries = [e for m in status if isinstance(e := ev.parse_event(dict(m.items())), ev.QueueEntry)]
+        channels = [e for m in chans if isinstance(e := ev.parse_event(dict(m.items())), ev.CoreShowChannel)]
+        stamps = [e.ts for e in (*entries, *channels) if e.ts_from_pbx]
+        now_ts = max(stamps) if stamps else time.time()
+        changes = self.tracker.resync(entries, channels, now_ts)
+        self.resyncs += 1
+        log.info("AMI resync: %d waiting, %d channels, %d calls changed", len(entries), len(channels), len(changes))
+        for change in changes:
+            self._apply(change)
+
+    def _apply(self, ch: Change) -> None:
+        call = ch.call
+        lid = call.linkedid
+        if ch.kind == "joined" and call.direction == "inbound":
+            self._meta.setdefault(lid, {})
+            self._profiles[lid] = self._spawn(self._lookup(call), f"telephony.lookup[{lid}]")
+        snapshot = call.snapshot()
+        self._mark_dirty(lid, snapshot)
+        self._publish_in_order(lid, self._notify(ch, snapshot))
+        if ch.kind == "ended":
+            self._profiles.pop(lid, None)
+
+    def _publish_in_order(self, lid: str, coro: Coroutine[Any, Any, None]) -> None:
+        prev = self._chains.get(lid)
+
+        async def run() -> None:
+            if prev is not None:
+                with contextlib.suppress(Exception):
+                    await prev
+            await coro
+
+        task = self._spawn(run(), f"telephony.notify[{lid}]")
+        self._chains[lid] = task
+        task.add_done_callback(lambda t: self._chains.pop(lid, None) if self._chains.get(lid) is t else None)
+
+    async def _notify(self, ch: Change, snapshot: dict[str, Any]) -> None:
+        lid = ch.call.linkedid
+        meta = self._meta.get(lid, {})
+        base = {"call": {**snapshot, **{k: meta.get(k) for k in ("elder_id", "matched_by", "operator_id")}}}
+        user = await self._operator(ch.member, ch.member_name) if ch.member else None
+        if ch.kind == "ringing":
+            profile_task = self._profiles.get(lid)
+            profile = await profile_task if profile_task is not None else None
+            if user is not None:
+                self.pops += 1
+                await self.bus.publish(
+                    {
+                        "type": "call.ringing",
+                        "to_user": user[0],
+                        "operator": {"id": user[0], "name": user[1], "member": ch.member},
+                        "profile": profile,
+                        **base,
+                    }
+                )
+            log.info(
+                "call ringing linkedid=%s caller=%s member=%s operator=%s",
+                lid,
+                mask_phone(ch.call.caller_num),
+                ch.member,
+                user[0] if user else "-",
+            )
+        elif ch.kind in ("answered", "ring_stopped") and user is not None:
+            if ch.kind == "answered":
+                meta["operator_id"] = user[0]
+                base["call"]["operator_id"] = user[0]
+                self._mark_dirty(lid, snapshot)
+            await self.bus.publish({"type": f"call.{ch.kind}", "to_user": user[0], "reason": ch.reason, **base})
+        elif ch.kind == "ended":
+            rung = {a["member"] for a in snapshot["attempts"]} | ({ch.member} if ch.member else set())
+            for member in sorted(m for m in rung if m):
+                if (u := await self._operator(member, None)) is not None:
+                    await self.bus.publish({"type": "call.ended", "to_user": u[0], **base})
+            self._meta.pop(lid, None)
+        await self.bus.publish({"type": "wallboard.call", "audience": SUPERVISORS, "change": ch.kind, **base})
+
+    async def _operator(self, member: str | None, member_name: str | None) -> tuple[str, str] | None:
+        """The console user whose extension is this queue member's (cached a minute)."""
+        if not member:
+            return None
+        hit = self._operators.get(member)
+        if hit is not None and time.monotonic() - hit[0] < OPERATOR_CACHE_S:
+            return hit[1]
+        names = {member} | ({member_name} if member_name else set())
+        async with self.sm() as session:
+            user = await session.scalar(
+                select(User)
+                .where(User.extension.in_(names), User.role.in_(CONSOLE_ROLES), User.disabled.is_(False))
+                .order_by(User.created_at)
+                .limit(1)
+            )
+        found = (user.id, user.name) if user is not None else None
+        self._operators[member] = (time.monotonic(), found)
+        return found
+
+    async def _lookup(self, call: Call) -> dict[str, Any] | None:
+        profile = await self.profile_for(call.caller_num)
+        meta = self._meta.setdefault(call.linkedid, {})
+        if profile is not None:
+            meta["elder_id"] = profile["elder"]["id"]
+            meta["matched_by"] = profile["matched_by"]["kind"]
+            self._mark_dirty(call.linkedid, call.snapshot())
+        return profile
+
+    async def profile_for(self, number: str) -> dict[str, Any] | None:
+        """The screen-pop profile of whoever calls from ``number``, or ``None`` if unknown."""
+        key = normalise(number, area_code=self.settings.phone_area_code)
+        if key is None:
+            return None
+        async with self.sm() as session:
+            entries = (await session.scalars(select(PhoneEntry).where(PhoneEntry.number == key))).all()
+            if not entries:
+                return None
+            best = min(entries, key=lambda p: (MATCH_ORDER.get(p.kind, 9), p.elder_id))
+            elder = await session.scalar(
+                select(Elder)
+                .where(Elder.id == best.elder_id)
+                .options(selectinload(Elder.contacts), selectinload(Elder.devices))
+            )
+            if elder is None:
+                return None
+            recent = (
+                await session.scalars(
+                    select(Incident).where(Incident.elder_id == elder.id).order_by(Incident.created_at.desc()).limit(5)
+                )
+            ).all()
+            matched: dict[str, Any] = {"kind": best.kind, "ref": best.ref}
+            if best.kind == "contact":
+                contact = next((c for c in elder.contacts if str(c.id) == best.ref), None)
+                if contact is not None:
+                    matched.update(name=contact.name, relation=contact.relation)
+            return {
+                "elder": elder_view(elder),
+                "devices": [device_view(d) for d in elder.devices],
+                "recent_incidents": [incident_view(i) for i in recent],
+                "matched_by": matched,
+                "other_elders": sorted({p.elder_id for p in entries} - {elder.id}),
+            }
+
+    # -- persistence -----------------------------------------------------------------
+
+    def _mark_dirty(self, lid: str, snapshot: dict[str, Any]) -> None:
+        self._dirty[lid] = {**snapshot, **self._meta.get(lid, {})}
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        attempt = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._flush()
+                attempt = 0
+            except (SQLAlchemyError, OSError) as exc:
+                raise_if_cancelling()
+                self.write_errors += 1
+                delay = backoff_delay(attempt, cap_exp=5)
+                attempt += 1
+                log.warning("call records not written (%s); retry in %.1f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                self._wake.set()
+
+    async def _flush(self) -> None:
+        batch, self._dirty = self._dirty, {}
+        if not batch:
+            return
+        try:
+            await self._upsert(batch)
+        except IntegrityError:
+            await self._upsert(batch)  # another writer inserted one of these first: now it updates
+        except BaseException:
+            for lid, snap in batch.items():  # keep them for the retry, unless newer ones came
+                self._dirty.setdefault(lid, snap)
+            raise
+
+    async def _upsert(self, batch: dict[str, dict[str, Any]]) -> None:
+        async with self.sm() as session, session.begin():
+            rows = {
+                r.linkedid: r
+                for r in await session.scalars(select(CallRecord).where(CallRecord.linkedid.in_(list(batch))))
+            }
+            now = datetime.now(UTC)
+            for lid, s in batch.items():
+                row = rows.get(lid)
+                if row is None:
+                    row = CallRecord(linkedid=lid, direction=s["direction"], started_at=_dt(s["started_ts"]))
+                    session.add(row)
+                row.queue = s["queue"]
+                row.caller_num = s["caller_num"] or row.caller_num or ""
+                row.caller_name = (s["caller_name"] or row.caller_name or "")[:64]
+                row.state = s["state"]
+                row.outcome = s["outcome"]
+                row.member = s["member"]
+                row.answered_at = _dt(s["answered_ts"])
+                row.ended_at = _dt(s["ended_ts"])
+                row.hold_s, row.ring_s, row.talk_s = s["hold_s"], s["ring_s"], s["talk_s"]
+                row.end_reason, row.transferred_to = s["end_reason"], s["transferred_to"]
+                row.inferred = s["inferred"]
+                row.attempts = s["attempts"]
+                row.elder_id = s.get("elder_id") or row.elder_id
+                row.matched_by = s.get("matched_by") or row.matched_by
+                row.operator_id = s.get("operator_id") or row.operator_id
+                row.updated_at = now
+
+    # -- outbound --------------------------------------------------------------------
+
+    async def call_out(
+        self,
+        *,
+        number: str,
+        purpose: str,
+        requested_by: str,
+        idempotency_key: str | None = None,
+        elder_id: str | None = None,
+        incident_id: str | None = None,
+        device_id: str | None = None,
+        operator_extension: str | None = None,
+    ) -> dict[str, Any]:
+        """Place a call with ``Originate`` (Async, with our ChannelId) and record it.
+
+        A repeated ``idempotency_key`` returns the first call's record and dials nothing.
+        Click-to-call (``operator_extension``) rings the operator first, then the number;
+        the others ring the number and put the answered call into the 12349 queue.
+        """
+        s = self.settings
+        chan_id = f"hl-{uuid.uuid4().hex}"
+        record = CallRecord(
+            linkedid=chan_id,
+            direction="outbound",
+            queue=s.ami_queue,
+            caller_num=number,
+            state="originating",
+            started_at=datetime.now(UTC),
+            purpose=purpose,
+            idempotency_key=idempotency_key or f"call:{chan_id}",
+            elder_id=elder_id,
+            incident_id=incident_id,
+            device_id=device_id,
+            requested_by=requested_by,
+            attempts=[],
+        )
+        async with self.sm() as session:
+            try:
+                async with session.begin():
+                    session.add(record)
+            except IntegrityError:
+                existing = await session.scalar(
+                    select(CallRecord).where(CallRecord.idempotency_key == record.idempotency_key)
+                )
+                if existing is None:
+                    raise
+                return call_record_view(existing)
+        self.tracker.expect_outbound(chan_id, record.id, number, time.time(), queue=s.ami_queue)
+        self._meta[chan_id] = {"elder_id": elder_id}
+        if operator_extension:
+            target = {
+                "Channel": s.ami_operator_channel.format(extension=operator_extension),
+                "Context": "hotline-outbound",
+                "Exten": number,
+            }
+        else:
+            target = {"Channel": s.ami_dial.format(number=number), "Context": "hotline-callback", "Exten": s.ami_queue}
+        headers = {
+            "Action": "Originate",
+            "ActionID": record.id,
+            "ChannelId": chan_id,
+            "Priority": "1",
+            "Async": "true",
+            "Timeout": "30000",
+            "CallerID": f"12349 <{s.callback_number}>",
+            "Variable": f"HOTLINE_CALL_ID={record.id}",
+            **target,
+        }
+        detail: str | None = None
+        try:
+            await self.link.action(headers, idempotent=False, deadline_s=10.0)
+            state = "dialing"
+        except AmiOutcomeUnknownError as exc:
+            # Never resent: the resync after the reconnect finds the channel, or finishes the call as unknown.
+            state, detail = "originating", str(exc)
+        except (AmiActionError, AmiNotConnectedError) as exc:
+            self.tracker.forget(chan_id, record.id)
+            self._meta.pop(chan_id, None)
+            state, detail = "ended", str(exc)
+        log.info("originate call_id=%s purpose=%s number=%s state=%s", record.id, purpose, mask_phone(number), state)
+        async with self.sm() as session, session.begin():
+            row = await session.get(CallRecord, record.id)
+            assert row is not None
+            if row.state == "originating":  # events may already have moved it on
+                row.state = state
+                if state == "ended":
+                    row.outcome, row.ended_at = "failed", datetime.now(UTC)
+            row.detail = detail
+            return call_record_view(row)
+
+    async def alarm_callback(self, message: dict[str, Any]) -> None:
+        """Call an alarm device's SIM back once per incident (the key makes every instance agree)."""
+        incident = message.get("incident") or {}
+        if incident.get("type") not in ("sos", "fall") or not incident.get("device_id"):
+            return
+        async with self.sm() as session:
+            device = await session.get(Device, incident["device_id"])
+        if device is None or not device.sim_number:
+            return
+        try:
+            await self.call_out(
+                number=device.sim_number,
+                purpose="alarm_callback",
+                requested_by="system",
+                idempotency_key=f"alarm_callback:{incident['id']}",
+                elder_id=device.elder_id,
+                incident_id=incident["id"],
+                device_id=device.device_id,
+            )
+        except TelephonyError as exc:
+            log.warning("alarm call-back for incident %s not placed: %s", incident.get("id"), exc)
+
+    def on_bus_message(self, message: dict[str, Any]) -> None:
+        if self.settings.ami_alarm_callback and message.get("type") == "incident.created":
+            self._spawn(self.alarm_callback(message), "telephony.alarm_callback")

@@ -1,0 +1,301 @@
+"""panoramisk 1.4's defects, each shown on the bare library and then fixed in our link.
+
+Every pair runs against the AMI simulator over TCP. The ``upstream_`` test asserts the
+defect (so we notice if a panoramisk release fixes it); the ``link_`` test is the one
+that failed before :mod:`hotline.telephony.link` existed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from panoramisk import Manager
+
+from hotline.config import AmiTarget
+from hotline.telephony import events as ev
+from hotline.telephony.errors import AmiFrameError, AmiOutcomeUnknownError
+from hotline.telephony.frames import FrameReader, encode_frame
+from hotline.telephony.link import AmiLink
+from simulators.asterisk import AsteriskSim
+from tests.helpers import eventually
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "ami-samples" / "answered-call.ami"
+FIXTURE = Path(__file__).parent / "fixtures" / "answered-call.ami"
+NAME_FRAME = encode_frame(
+    [
+        ("Event", "Newchannel"),
+        ("Timestamp", "1795352680.850213"),
+        ("Channel", "SIP/trunk-00000002"),
+        ("CallerIDNum", "13800000001"),
+        ("CallerIDName", "张三"),
+        ("Uniqueid", "1.2"),
+        ("Linkedid", "1.2"),
+    ]
+)
+SPLIT_AT = NAME_FRAME.index("张".encode()) + 1  # inside the first character's three bytes
+ORIGINATE = {
+    "Action": "Originate",
+    "Channel": "PJSIP/13900000002@pstn",
+    "Context": "hotline-callback",
+    "Exten": "12349",
+    "Priority": "1",
+}
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[AsteriskSim]:
+    s = AsteriskSim(speed=20)
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def link(sim: AsteriskSim) -> AsyncIterator[AmiLink]:
+    lk = AmiLink(AmiTarget("127.0.0.1", sim.port, "hotline", "hotline"), ping_interval_s=0.5, ping_timeout_s=0.5)
+    lk.start()
+    await lk.wait_ready(5)
+    yield lk
+    await lk.close()
+
+
+@pytest.fixture
+async def upstream(sim: AsteriskSim) -> AsyncIterator[Manager]:
+    lost: list[Any] = []
+    m = Manager(
+        loop=asyncio.get_running_loop(),
+        host="127.0.0.1",
+        port=sim.port,
+        username="hotline",
+        secret="hotline",
+        ping_delay=3600,
+        reconnect_timeout=1,
+        on_disconnect=lambda _m, exc: lost.append(exc),
+    )
+    m.lost = lost
+    await m.connect()
+    await eventually(lambda: _true(m.authenticated), timeout=5)
+    yield m
+    m.close()
+
+
+async def _true(value: object) -> bool:
+    return bool(value)
+
+
+def _frames(data: bytes) -> list[dict[str, str]]:
+    return FrameReader().feed(data)
+
+
+# -- framing -----------------------------------------------------------------------------
+
+
+def test_fixture_is_the_brief_sample() -> None:
+    if SAMPLE.exists():
+        assert FIXTURE.read_bytes() == SAMPLE.read_bytes()
+
+
+def test_any_split_of_the_recorded_call_gives_the_same_frames() -> None:
+    data = FIXTURE.read_bytes()
+    whole = _frames(data)
+    assert len(whole) == 32 and whole[2]["CallerIDName"] == "张三"
+    rng = random.Random(7)
+    for _ in range(50):
+        reader = FrameReader()
+        got: list[dict[str, str]] = []
+        i = 0
+        while i < len(data):
+            n = rng.randint(1, 40)
+            got += reader.feed(data[i : i + n])
+            i += n
+        assert got == whole
+
+
+def test_garbage_lines_are_counted_not_fatal() -> None:
+    reader = FrameReader()
+    frames = reader.feed(b"Asterisk Call Manager/9.0.0\r\nthis is no header\r\n\xff\xfe\r\n\r\n" + NAME_FRAME)
+    assert [f["CallerIDName"] for f in frames] == ["张三"]
+    assert reader.garbage_lines == 2
+
+
+def test_an_unterminated_flood_is_dropped() -> None:
+    reader = FrameReader(max_frame=1024)
+    assert reader.feed(b"Asterisk Call Manager/9.0.0\r\n" + b"x" * 5000) == []
+    assert reader.garbage_frames == 1
+    assert [f["Event"] for f in reader.feed(NAME_FRAME)] == ["Newchannel"]
+
+
+def test_header_injection_is_refused() -> None:
+    with pytest.raises(AmiFrameError):
+        encode_frame([("Action", "Originate"), ("Exten", "12349\r\nAction: Command")])
+
+
+def test_events_are_typed_and_frozen() -> None:
+    frames = _frames(FIXTURE.read_bytes())
+    typed = [ev.parse_event(f) for f in frames if "Event" in f]
+    called = next(e for e in typed if isinstance(e, ev.AgentCalled))
+    assert (called.member_name, called.interface, called.caller_name) == ("op1002", "SIP/op1002", "张三")
+    assert called.ts == pytest.approx(1795352681.352350) and called.ts_from_pbx
+    with pytest.raises(AttributeError):
+        called.member_name = "x"  # type: ignore[misc]
+    odd = ev.parse_event({"Event": "AgentConnect", "HoldTime": "soon", "Linkedid": "1"})
+    assert isinstance(odd, ev.AgentConnect) and odd.hold_time is None and not odd.ts_from_pbx
+
+
+# -- defect 1: UTF-8 split across reads ----------------------------------------------------
+
+
+async def test_upstream_loses_a_name_split_across_reads(sim: AsteriskSim, upstream: Manager) -> None:
+    names: list[str] = []
+    upstream.register_event("Newchannel", lambda _m, e: names.append(e["CallerIDName"]))
+    await sim.send_raw(NAME_FRAME, pause_at=SPLIT_AT)
+    await eventually(lambda: _true(names), timeout=3)
+    assert names[0] != "张三"
+
+
+async def test_link_keeps_a_name_split_across_reads(sim: AsteriskSim, link: AmiLink) -> None:
+    names: list[str] = []
+    link.subscribe(lambda e: names.append(e.caller_name))
+    await sim.send_raw(NAME_FRAME, pause_at=SPLIT_AT)
+    await eventually(lambda: _true(names), timeout=3)
+    assert names == ["张三"]
+
+
+# -- defect 2: Originate without Async -------------------------------------------------------
+
+
+async def test_upstream_drops_the_connection_on_originate_without_async(sim: AsteriskSim, upstream: Manager) -> None:
+    upstream.send_action(dict(ORIGINATE))
+    await eventually(lambda: _true(upstream.lost), timeout=5)
+
+
+async def test_link_sends_originate_async_and_keeps_the_connection(sim: AsteriskSim, link: AmiLink) -> None:
+    answer = await link.action(dict(ORIGINATE), idempotent=False)
+    assert answer["Response"] == "Success"
+    assert sim.originates[-1]["Async"] == "true"
+    await asyncio.sleep(0.3)
+    assert link.connected and link.connects == 1
+
+
+# -- defect 3: a handler that raises -------------------------------------------------------
+
+
+async def test_upstream_handler_error_kills_the_connection(sim: AsteriskSim, upstream: Manager) -> None:
+    upstream.register_event("Newchannel", lambda _m, _e: 1 / 0)
+    await sim.send_raw(NAME_FRAME)
+    await eventually(lambda: _true(upstream.lost), timeout=3)  # raised out of data_received: transport closed
+
+
+async def test_link_survives_a_raising_handler(sim: AsteriskSim, link: AmiLink) -> None:
+    seen: list[str] = []
+    link.subscribe(lambda _e: 1 / 0)
+    link.subscribe(lambda e: seen.append(e.name))
+    await sim.send_raw(NAME_FRAME + NAME_FRAME)
+    await eventually(lambda: _true(len(seen) == 2), timeout=3)
+    assert link.handler_errors == 2 and link.connected and link.connects == 1
+
+
+# -- defect 4: actions lost during a reconnect, and a resent Originate ----------------------
+
+
+async def test_upstream_loses_an_action_sent_while_reconnecting(sim: AsteriskSim, upstream: Manager) -> None:
+    """Upstream parks most unanswered actions and resends them after FullyBooted (the Originate
+    hazard below), but it drops its "forgettable" ones: a Ping asked for now never completes."""
+    sim.drop_connections()
+    await eventually(lambda: _true(upstream.lost), timeout=3)
+    future = upstream.send_action({"Action": "Ping"})
+    await eventually(lambda: _true(sim.logins == 2), timeout=5)
+    await asyncio.sleep(1.0)
+    assert not future.done()
+    assert not any(a.get("Action") == "Ping" for a in sim.actions)
+
+
+async def test_link_delivers_an_action_asked_for_while_reconnecting(sim: AsteriskSim, link: AmiLink) -> None:
+    sim.drop_connections()
+    await eventually(lambda: _true(not link.connected), timeout=3)
+    answer = await link.action({"Action": "QueueStatus"}, as_list=True, deadline_s=10)
+    assert answer[-1]["Event"] == "QueueStatusComplete"
+    pong = await link.action({"Action": "Ping"}, deadline_s=5)
+    assert pong["Ping"] == "Pong"
+    assert link.connects == 2
+    assert sum(a.get("Action") == "QueueStatus" for a in sim.actions) == 1
+
+
+async def test_upstream_places_an_originate_twice_after_a_drop(sim: AsteriskSim, upstream: Manager) -> None:
+    sim.drop_after.add("originate")
+    upstream.send_action({**ORIGINATE, "Async": "true", "ChannelId": "hl-dup"})
+    await eventually(lambda: _true(len(sim.originates) == 2), timeout=6)
+    assert sim.originates[0]["ActionID"] == sim.originates[1]["ActionID"]
+
+
+async def test_link_never_resends_an_originate(sim: AsteriskSim, link: AmiLink) -> None:
+    sim.drop_after.add("originate")
+    with pytest.raises(AmiOutcomeUnknownError):
+        await link.action({**ORIGINATE, "ChannelId": "hl-once"}, idempotent=False)
+    await link.wait_ready(5)
+    await asyncio.sleep(1.0)
+    assert len(sim.originates) == 1
+
+
+# -- defect 5: OriginateResponse swallowed by the pending action -----------------------------
+
+
+async def test_upstream_hides_originate_response_from_handlers(sim: AsteriskSim, upstream: Manager) -> None:
+    seen: list[Any] = []
+    upstream.register_event("OriginateResponse", lambda _m, e: seen.append(e))
+    answer = await asyncio.wait_for(upstream.send_action({**ORIGINATE, "Async": "true"}), 5)
+    assert any(m.get("Event") == "OriginateResponse" for m in answer)  # it went to the action...
+    await asyncio.sleep(0.5)
+    assert seen == []  # ...and never to the handler
+
+
+async def test_link_dispatches_originate_response(sim: AsteriskSim, link: AmiLink) -> None:
+    seen: list[ev.OriginateResponse] = []
+    link.subscribe(lambda e: seen.append(e) if isinstance(e, ev.OriginateResponse) else None)
+    await link.action({**ORIGINATE, "ChannelId": "hl-resp", "ActionID": "call_1"}, idempotent=False)
+    await eventually(lambda: _true(seen), timeout=5)
+    assert (seen[0].uniqueid, seen[0].action_id, seen[0].reason) == ("hl-resp", "call_1", 4)
+
+
+# -- defect 6: ping replies never checked ------------------------------------------------------
+
+
+async def test_upstream_does_not_notice_a_half_open_connection(sim: AsteriskSim) -> None:
+    m = Manager(
+        loop=asyncio.get_running_loop(),
+        host="127.0.0.1",
+        port=sim.port,
+        username="hotline",
+        secret="hotline",
+        ping_delay=1,
+        ping_interval=1,
+        reconnect_timeout=1,
+    )
+    await m.connect()
+    await eventually(lambda: _true(m.authenticated), timeout=5)
+    sim.stall()
+    await asyncio.sleep(3.5)  # three unanswered pings
+    assert m._connected and sim.logins == 1
+    m.close()
+
+
+async def test_link_reconnects_from_a_half_open_connection(sim: AsteriskSim, link: AmiLink) -> None:
+    sim.stall()
+    await eventually(lambda: _true(sim.logins == 2 and link.connected), timeout=5)
+    assert link.connects == 2
+
+
+# -- garbage from the PBX ----------------------------------------------------------------------
+
+
+async def test_link_counts_garbage_and_keeps_going(sim: AsteriskSim, link: AmiLink) -> None:
+    seen: list[str] = []
+    link.subscribe(lambda e: seen.append(e.caller_name))
+    await sim.send_raw(b"garbage without a colon\r\nmore\r\n\r\n\x00\x01\x02: \r\n\r\n" + NAME_FRAME)
+    await eventually(lambda: _true(seen), timeout=3)
+    assert seen == ["张三"] and link.garbage >= 2 and link.connects == 1
