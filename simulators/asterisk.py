@@ -109,6 +109,7 @@ class AsteriskSim:
         self.actions: list[dict[str, str]] = []
         self.on_emit: Callable[[str, dict[str, str]], None] | None = None
         self.logins = 0
+        self.refuse_logins = False  # keeps clients out, as a PBX restarting would
         self._seq = itertools.count(2)
         self._t0 = time.time()
         self._m0 = time.monotonic()
@@ -224,7 +225,8 @@ class AsteriskSim:
             session.writer.transport.abort()
             return
         if name == "login":
-            if action.get("Username") == self.username and action.get("Secret") == self.secret:
+            good = action.get("Username") == self.username and action.get("Secret") == self.secret
+            if good and not self.refuse_logins:
                 session.logged_in = True
                 self.logins += 1
                 await self._respond(session, action, [("Response", "Success"), ("Message", "Authentication accepted")])

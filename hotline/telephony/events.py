@@ -137,7 +137,7 @@ class OriginateResponse(AmiEvent):
 @dataclass(frozen=True, slots=True)
 class QueueMember(AmiEvent):
     queue: str
-    name: str
+    member: str
     location: str
     in_call: bool
     status: int | None
@@ -232,7 +232,7 @@ _BUILDERS: dict[str, tuple[type[AmiEvent], _Builder]] = {
         QueueMember,
         lambda h: {
             "queue": h.get("Queue", ""),
-            "name": h.get("Name") or h.get("MemberName", ""),
+            "member": h.get("Name") or h.get("MemberName", ""),
             "location": h.get("Location") or h.get("Interface", ""),
             "in_call": h.get("InCall") == "1",
             "status": _i(h, "Status"),
