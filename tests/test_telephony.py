@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hotline.telephony.tracker import CallTracker
 from hotline.telephony.events import parse_event
 from hotline.telephony.frames import FrameReader
+from hotline.telephony.tracker import CallTracker
 from simulators.asterisk import AsteriskSim
 from tests.conftest import MQTT_PORT, auth
 from tests.helpers import BackendProcess, DeviceClient, Feed, eventually

@@ -40,7 +40,98 @@ _PAGING = [
 _ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
+def _calls() -> tuple[dict[str, Any], ...]:
+    num = {"type": ["number", "null"]}
+    text = {"type": ["string", "null"]}
+    call = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "linkedid": {"type": "string", "description": "Asterisk Linkedid (our ChannelId when we called out)"},
+            "direction": {"enum": ["inbound", "outbound"]},
+            "state": {"enum": ["originating", "dialing", "queued", "ringing", "answered", "ended"]},
+            "outcome": {
+                "enum": [
+                    "answered",
+                    "abandoned",
+                    "timeout",
+                    "busy",
+                    "no_answer",
+                    "congestion",
+                    "failed",
+                    "unknown",
+                    None,
+                ]
+            },
+            "caller_num": {"type": "string"},
+            "caller_name": {"type": "string"},
+            "elder_id": text,
+            "matched_by": {"enum": ["elder", "device", "contact", None]},
+            "operator_id": text,
+            "member": text,
+            "started_at": {"type": "string", "format": "date-time"},
+            "answered_at": text,
+            "ended_at": text,
+            "hold_s": num,
+            "ring_s": num,
+            "talk_s": num,
+            "end_reason": text,
+            "transferred_to": text,
+            "inferred": {"type": "boolean", "description": "timings estimated after an AMI reconnect"},
+            "attempts": {"type": "array", "items": {"type": "object"}},
+            "purpose": text,
+            "incident_id": text,
+            "device_id": text,
+        },
+    }
+    call_in = {
+        "type": "object",
+        "properties": {
+            "number": {"type": "string"},
+            "elder_id": {"type": "string"},
+            "contact_id": {"type": "integer"},
+            "device_id": {"type": "string"},
+            "purpose": {"enum": ["click_to_call", "elder", "contact", "alarm_callback", "wellbeing"]},
+            "incident_id": {"type": "string"},
+            "idempotency_key": {"type": "string", "maxLength": 200},
+        },
+    }
+    call_incident_in = {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {
+                "enum": ["emergency", "health", "service_request", "consultation", "complaint", "referral", "follow_up"]
+            },
+            "severity": {"enum": ["low", "medium", "high", "critical"]},
+            "service": {"type": "string", "description": "catalogue code, required for service_request"},
+            "elder_id": {"type": "string", "description": "required when the caller was not recognised"},
+            "note": {"type": "string", "maxLength": 1000},
+        },
+    }
+    share = {"type": ["number", "null"]}
+    stats = {
+        "type": "object",
+        "properties": {
+            "offered": {"type": "integer"},
+            "answered": {"type": "integer"},
+            "abandoned": {"type": "integer"},
+            "timeout": {"type": "integer"},
+            "other": {"type": "integer"},
+            "in_progress": {"type": "integer"},
+            "answered_within": {"type": "object", "properties": dict.fromkeys(("20", "60", "180"), share)},
+            "abandon_rate": share,
+            "avg_wait_s": share,
+            "max_wait_s": share,
+            "targets": {"type": "array", "items": {"type": "object"}},
+            "operators": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    return call, call_in, call_incident_in, stats
+
+
 def spec() -> dict[str, Any]:
+    call, call_in, call_incident_in, stats = _calls()
     contact = {
         "type": "object",
         "required": ["name", "relation", "phone"],
@@ -266,9 +357,61 @@ def spec() -> dict[str, Any]:
                     "responses": {**_ok({"$ref": "#/components/schemas/Incident"}), "404": _ERR},
                 }
             },
+            "/api/v1/calls": {
+                "get": {
+                    "summary": "Calls on the 12349 line, newest first (inbound and outbound)",
+                    "parameters": [
+                        *_PAGING,
+                        *(
+                            {"name": n, "in": "query", "schema": {"type": "string"}, "description": "comma-separated"}
+                            for n in ("direction", "outcome", "state", "elder_id", "operator_id")
+                        ),
+                        {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                        {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    ],
+                    "responses": _ok(_list_of("#/components/schemas/Call")),
+                },
+                "post": {
+                    "summary": "Call out through Asterisk (Originate, Async, with our ChannelId)",
+                    "description": "Give one of number, elder_id, contact_id or device_id. click_to_call rings the "
+                    "caller's own extension first. A repeated idempotency_key returns the first call and dials "
+                    "nothing. 503 when this instance has no AMI link.",
+                    "requestBody": {"content": {"application/json": {"schema": call_in}}},
+                    "responses": {**_ok({"$ref": "#/components/schemas/Call"}, "202"), "503": _ERR},
+                },
+            },
+            "/api/v1/calls/{id}": {
+                "get": {
+                    "summary": "One call with its timings and ring attempts",
+                    "parameters": _ID,
+                    "responses": {**_ok({"$ref": "#/components/schemas/Call"}), "404": _ERR},
+                }
+            },
+            "/api/v1/calls/{id}/incident": {
+                "post": {
+                    "summary": "Open an incident or service request from a call, linked to it",
+                    "parameters": _ID,
+                    "requestBody": {"content": {"application/json": {"schema": call_incident_in}}},
+                    "responses": {**_ok({"$ref": "#/components/schemas/Incident"}, "201"), "404": _ERR},
+                }
+            },
+            "/api/v1/stats/calls": {
+                "get": {
+                    "summary": "Service level of the inbound queue for calls that joined it in [since, until)",
+                    "description": "Shares are of offered (finished) calls. targets reports the telecare targets "
+                    "(97.5 % within 60 s, 99 % within 180 s) and the older 98.5 % within 60 s. Supervisors, "
+                    "dispatchers and admins only.",
+                    "parameters": [
+                        {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                        {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    ],
+                    "responses": _ok({"$ref": "#/components/schemas/CallStats"}),
+                }
+            },
             "/api/v1/ws": {
                 "get": {
-                    "summary": "Console WebSocket: hello, incident.created, pong",
+                    "summary": "Console WebSocket: hello, incident.created, call.ringing, call.answered, "
+                    "call.ring_stopped, call.ended (to the operator concerned), wallboard.call (supervisors), pong",
                     "parameters": [{"name": "token", "in": "query", "schema": {"type": "string"}}],
                     "responses": {"101": {"description": "switching protocols"}, "401": _ERR},
                 }
@@ -306,6 +449,8 @@ def spec() -> dict[str, Any]:
                 "Device": device,
                 "DeviceCreated": device_created,
                 "Incident": incident,
+                "Call": call,
+                "CallStats": stats,
             },
         },
     }
