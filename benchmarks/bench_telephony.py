@@ -31,13 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import backend, environment, machine, pct
 from hotline.auth import hash_token
 from hotline.config import AmiTarget
+from hotline.localsvc import free_port
 from hotline.storage.db import make_engine, make_sessionmaker
 from hotline.storage.models import Elder, User
+from hotline.telephony.events import AmiEvent
 from hotline.telephony.frames import FrameReader, encode_frame
 from hotline.telephony.link import AmiLink
 from hotline.telephony.tracker import CallTracker
 from simulators.asterisk import AsteriskSim
-from hotline.localsvc import free_port
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "answered-call.ami"
 
@@ -61,67 +62,85 @@ async def _until(predicate: object, limit_s: float) -> None:
         await asyncio.sleep(0.001)
 
 
+async def _bare_rate(stream: bytes, expected: int) -> float:
+    sim = AsteriskSim()
+    await sim.start()
+    counted = [0]
+
+    def count(_m: Manager, _e: object) -> None:
+        counted[0] += 1
+
+    m = Manager(
+        loop=asyncio.get_running_loop(),
+        host="127.0.0.1",
+        port=sim.port,
+        username="hotline",
+        secret="hotline",
+        ping_delay=3600,
+    )
+    m.register_event("*", count)
+    await m.connect()
+    await _until(lambda: sim.connected == 1 and m.authenticated, 5)
+    counted[0] = 0
+    started = time.perf_counter()
+    await sim.send_raw(stream)
+    await _until(lambda: counted[0] >= expected, 120)
+    elapsed = time.perf_counter() - started
+    m.close()
+    await sim.stop()
+    return expected / elapsed
+
+
+async def _full_rate(stream: bytes, expected: int) -> tuple[float, int]:
+    sim = AsteriskSim()
+    await sim.start()
+    counted, ended = [0], [0]
+    tracker = CallTracker(queues=frozenset({"12349"}))
+
+    def track(e: AmiEvent) -> None:
+        counted[0] += 1
+        ended[0] += sum(1 for c in tracker.feed(e) if c.kind == "ended")
+
+    link = AmiLink(AmiTarget("127.0.0.1", sim.port, "hotline", "hotline"), ping_interval_s=3600)
+    link.subscribe(track)
+    link.start()
+    await link.wait_ready(5)
+    counted[0] = 0
+    started = time.perf_counter()
+    await sim.send_raw(stream)
+    await _until(lambda: counted[0] >= expected, 120)
+    elapsed = time.perf_counter() - started
+    await link.close()
+    await sim.stop()
+    return expected / elapsed, ended[0]
+
+
 async def throughput(calls: int) -> None:
     stream, expected = recorded_stream(calls)
-    results: dict[str, float] = {}
-    for name in ("bare panoramisk", "full tracker", "bare panoramisk (2)", "full tracker (2)"):
-        sim = AsteriskSim()
-        await sim.start()
-        counted = [0]
-        tracker = CallTracker(queues=frozenset({"12349"}))
-        ended = [0]
-        if name.startswith("bare"):
-            m = Manager(loop=asyncio.get_running_loop(), host="127.0.0.1", port=sim.port, username="hotline",
-                        secret="hotline", ping_delay=3600)
-
-            def count(_m: Manager, _e: object) -> None:
-                counted[0] += 1
-
-            m.register_event("*", count)
-            await m.connect()
-            await _until(lambda: sim.connected == 1 and m.authenticated, 5)
-            counted[0] = 0
-            close = m.close
-        else:
-            link = AmiLink(AmiTarget("127.0.0.1", sim.port, "hotline", "hotline"), ping_interval_s=3600)
-
-            def track(e: object) -> None:
-                counted[0] += 1
-                ended[0] += sum(1 for c in tracker.feed(e) if c.kind == "ended")  # type: ignore[arg-type]
-
-            link.subscribe(track)
-            link.start()
-            await link.wait_ready(5)
-            counted[0] = 0
-
-            async def close_link() -> None:
-                await link.close()
-
-            close = close_link  # type: ignore[assignment]
-        started = time.perf_counter()
-        await sim.send_raw(stream)
-        await _until(lambda: counted[0] >= expected, 120)
-        elapsed = time.perf_counter() - started
-        results[name] = expected / elapsed
-        extra = f", {ended[0]} calls tracked to the end" if not name.startswith("bare") else ""
-        print(f"  {name:22s} {expected:>8,} events in {elapsed:6.2f} s = {expected / elapsed:>9,.0f} events/s{extra}")
-        ret = close()
-        if asyncio.iscoroutine(ret):
-            await ret
-        await sim.stop()
-    bare = max(results["bare panoramisk"], results["bare panoramisk (2)"])
-    full = max(results["full tracker"], results["full tracker (2)"])
-    print(f"  ratio full / bare (best of two each): {full / bare:.2f}")
+    bare: list[float] = []
+    full: list[float] = []
+    for _ in range(2):
+        bare.append(await _bare_rate(stream, expected))
+        print(f"  bare panoramisk  {expected:>8,} events: {bare[-1]:>9,.0f} events/s")
+        rate, ended = await _full_rate(stream, expected)
+        full.append(rate)
+        print(f"  full tracker     {expected:>8,} events: {rate:>9,.0f} events/s, {ended:,} calls tracked to the end")
+    print(f"  ratio full / bare (best of two each): {max(full) / max(bare):.2f}")
 
 
 async def screen_pops(operators: int, rounds: int, noise: float) -> None:
     sim = AsteriskSim(members=[f"op{1001 + i}" for i in range(operators)])
     await sim.start()
     written: dict[str, float] = {}
-    sim.on_emit = lambda event, h: written.setdefault(h["Linkedid"], time.perf_counter()) if event == "AgentCalled" else None
+
+    def on_emit(event: str, headers: dict[str, str]) -> None:
+        if event == "AgentCalled":
+            written.setdefault(headers["Linkedid"], time.perf_counter())
+
+    sim.on_emit = on_emit
     port = free_port()
-    async with environment(http_port=port) as (settings, _mqtt, _work):
-        settings = dataclasses.replace(settings, ami=AmiTarget("127.0.0.1", sim.port, "hotline", "hotline"))
+    async with environment(http_port=port) as (base, _mqtt, _work):
+        settings = dataclasses.replace(base, ami=AmiTarget("127.0.0.1", sim.port, "hotline", "hotline"))
         tokens = await _seed(settings.database_url, operators)
         async with backend(settings) as app, aiohttp.ClientSession() as http:
             from hotline.api.keys import SERVICES
@@ -139,8 +158,11 @@ async def screen_pops(operators: int, rounds: int, noise: float) -> None:
                 for _round in range(rounds):
                     gate = asyncio.Event()
                     calls = [
-                        sim.spawn(sim.inbound_call(f"1380000{k:04d}", "张三", rings=[[f"op{1001 + k}"]],
-                                                   answer_gate=gate, talk_s=0.1))
+                        sim.spawn(
+                            sim.inbound_call(
+                                f"1380000{k:04d}", "张三", rings=[[f"op{1001 + k}"]], answer_gate=gate, talk_s=0.1
+                            )
+                        )
                         for k in range(operators)
                     ]
                     got = await asyncio.gather(*(_ringing(ws) for ws in sockets))
@@ -153,8 +175,10 @@ async def screen_pops(operators: int, rounds: int, noise: float) -> None:
                         await _drain(ws)
                 if noise_task is not None:
                     noise_task.cancel()
-                print(f"  {label:34s} pops={len(latencies)} p50={pct(latencies, 50):6.1f} ms "
-                      f"p99={pct(latencies, 99):6.1f} ms max={max(latencies):6.1f} ms")
+                print(
+                    f"  {label:34s} pops={len(latencies)} p50={pct(latencies, 50):6.1f} ms "
+                    f"p99={pct(latencies, 99):6.1f} ms max={max(latencies):6.1f} ms"
+                )
             for ws in sockets:
                 await ws.close()
     await sim.stop()
@@ -185,9 +209,18 @@ async def _seed(db_url: str, operators: int) -> list[str]:
         for k, token in enumerate(tokens):
             session.add(User(name=f"op{k}", role="operator", token_hash=hash_token(token), extension=f"op{1001 + k}"))
             session.add(
-                Elder(name="张三", gender="M", birth_date=date(1940, 1, 1), address="余姚", lat=30.0, lon=121.1,
-                      phones=[f"1380000{k:04d}"], care_level="severe", economic_category="none",
-                      living_situation="alone")
+                Elder(
+                    name="张三",
+                    gender="M",
+                    birth_date=date(1940, 1, 1),
+                    address="余姚",
+                    lat=30.0,
+                    lon=121.1,
+                    phones=[f"1380000{k:04d}"],
+                    care_level="severe",
+                    economic_category="none",
+                    living_situation="alone",
+                )
             )
     await engine.dispose()
     return tokens
