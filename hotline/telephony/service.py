@@ -255,11 +255,13 @@ class TelephonyService:
 
     async def _lookup(self, call: Call) -> dict[str, Any] | None:
         profile = await self.profile_for(call.caller_num)
-        meta = self._meta.setdefault(call.linkedid, {})
         if profile is not None:
-            meta["elder_id"] = profile["elder"]["id"]
-            meta["matched_by"] = profile["matched_by"]["kind"]
-            self._mark_dirty(call.linkedid, call.snapshot())
+            found = {"elder_id": profile["elder"]["id"], "matched_by": profile["matched_by"]["kind"]}
+            meta = self._meta.get(call.linkedid)
+            if meta is not None:  # still live; a call that already ended has no meta to keep
+                meta.update(found)
+            self._dirty[call.linkedid] = {**call.snapshot(), **(meta or {}), **found}
+            self._wake.set()
         return profile
 
     async def profile_for(self, number: str) -> dict[str, Any] | None:

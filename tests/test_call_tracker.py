@@ -1,0 +1,77 @@
+"""The call tracker on its own: transfers, ringall, and events in a different order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hotline.config import AmiTarget
+from hotline.telephony.events import parse_event
+from hotline.telephony.frames import FrameReader
+from hotline.telephony.link import AmiLink
+from hotline.telephony.tracker import CallTracker, Change
+from simulators.asterisk import AsteriskSim
+from tests.test_ami_link import FIXTURE
+
+
+def _recorded() -> list[dict[str, str]]:
+    return [f for f in FrameReader().feed(FIXTURE.read_bytes()) if "Event" in f]
+
+
+def test_hangup_before_agent_complete_gives_the_same_call() -> None:
+    frames = _recorded()
+    names = [f["Event"] for f in frames]
+    complete = frames.pop(names.index("AgentComplete"))
+    frames.append(complete)  # after both Hangups: Asterisk varies this order
+    tracker = CallTracker()
+    changes = [c for f in frames for c in tracker.feed(parse_event(f))]
+    assert [c.kind for c in changes] == ["joined", "ringing", "answered", "ended"]  # the late one is absorbed
+    call = changes[-1].call
+    assert (call.outcome, call.end_reason) == ("answered", "caller")
+    assert call.talk_s == pytest.approx(1795352685.857550 - 1795352681.354460)  # the caller's Hangup
+
+
+def test_repeated_and_stray_events_change_nothing() -> None:
+    frames = _recorded()
+    tracker = CallTracker()
+    first = [c for f in frames for c in tracker.feed(parse_event(f))]
+    again = [c for f in frames for c in tracker.feed(parse_event(f))]
+    assert len(first) == 4 and again == []  # a replay of a finished call is absorbed
+    assert tracker.calls == {}
+
+
+async def _track(sim: AsteriskSim, **call: object) -> list[Change]:
+    tracker = CallTracker(queues=frozenset({"12349"}))
+    changes: list[Change] = []
+    link = AmiLink(AmiTarget("127.0.0.1", sim.port, "hotline", "hotline"))
+    link.subscribe(lambda e: changes.extend(tracker.feed(e)))
+    link.start()
+    try:
+        await link.wait_ready(5)
+        await sim.inbound_call("13800000001", "张三", **call)  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+    finally:
+        await link.close()
+    return changes
+
+
+async def test_transfer_and_ringall() -> None:
+    sim = AsteriskSim(speed=20)
+    await sim.start()
+    try:
+        changes = await _track(sim, rings=[["op1001", "op1002", "op1003"]], ring_s=4, talk_s=10, outcome="transfer")
+    finally:
+        await sim.stop()
+    assert [c.member for c in changes if c.kind == "ringing"] == ["op1001", "op1002", "op1003"]
+    stopped = {c.member: c.reason for c in changes if c.kind == "ring_stopped"}
+    assert stopped == {"op1002": "cancel", "op1003": "cancel"}  # Asterisk cancels the others on answer
+    call = changes[-1].call
+    assert changes[-1].kind == "ended"
+    assert (call.outcome, call.member, call.transferred_to, call.end_reason) == (
+        "answered",
+        "op1001",
+        "8000",
+        "transfer",
+    )
+    assert call.talk_s == pytest.approx(11, abs=0.6)  # 10 s with the operator, 1 s after the transfer
