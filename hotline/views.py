@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from hotline.storage.models import (
+    CallRecord,
     Device,
     Elder,
     EmergencyContact,
@@ -142,4 +143,36 @@ def provider_view(p: Provider) -> dict[str, Any]:
         "current_load": p.current_load,
         "availability": p.availability,
         "rating": p.rating,
+    }
+
+
+def call_record_view(c: CallRecord) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "linkedid": c.linkedid,
+        "direction": c.direction,
+        "queue": c.queue,
+        "caller_num": c.caller_num,
+        "caller_name": c.caller_name,
+        "state": c.state,
+        "outcome": c.outcome,
+        "elder_id": c.elder_id,
+        "matched_by": c.matched_by,
+        "operator_id": c.operator_id,
+        "member": c.member,
+        "started_at": iso(c.started_at),
+        "answered_at": iso(c.answered_at),
+        "ended_at": iso(c.ended_at),
+        "hold_s": c.hold_s,
+        "ring_s": c.ring_s,
+        "talk_s": c.talk_s,
+        "end_reason": c.end_reason,
+        "transferred_to": c.transferred_to,
+        "inferred": c.inferred,
+        "attempts": c.attempts,
+        "purpose": c.purpose,
+        "incident_id": c.incident_id,
+        "device_id": c.device_id,
+        "requested_by": c.requested_by,
+        "detail": c.detail,
     }

@@ -13,6 +13,8 @@ def test_defaults_match_the_documented_values() -> None:
     assert (s.mqtt.host, s.mqtt.port) == ("127.0.0.1", 1883)
     assert s.mqtt_prefix == "hotline/v1"
     assert s.ami is None
+    assert (s.ami_queue, s.ami_dial, s.ami_operator_channel) == ("12349", "PJSIP/{number}@pstn", "PJSIP/{extension}")
+    assert s.ami_alarm_callback and s.phone_area_code == "0574"
     assert (s.http_host, s.http_port) == ("127.0.0.1", 8080)
 
 
@@ -43,6 +45,11 @@ def test_environment_values_are_parsed() -> None:
         ("HOTLINE_MQTT_PREFIX", "hotline/#"),
         ("HOTLINE_MQTT_PREFIX", "/hotline"),
         ("HOTLINE_AMI_URL", "ami://127.0.0.1:5038"),
+        ("HOTLINE_AMI_DIAL", "PJSIP/pstn"),
+        ("HOTLINE_AMI_OPERATOR_CHANNEL", "PJSIP/{number}"),
+        ("HOTLINE_AMI_ALARM_CALLBACK", "maybe"),
+        ("HOTLINE_PHONE_AREA_CODE", "574"),
+        ("HOTLINE_AMI_QUEUE", "12 349"),
         ("HOTLINE_HTTP_PORT", "eighty"),
         ("HOTLINE_HTTP_PORT", "70000"),
         ("HOTLINE_WEBHOOK_SECRET", "plain-secret"),

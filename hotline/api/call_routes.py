@@ -20,8 +20,8 @@ from hotline.auth import require
 from hotline.errors import NotFoundError, ValidationError
 from hotline.storage.models import CallRecord, Device, Elder, EmergencyContact, User
 from hotline.telephony.errors import TelephonyError
-from hotline.telephony.service import TelephonyService, call_record_view
-from hotline.views import incident_view
+from hotline.telephony.service import TelephonyService
+from hotline.views import call_record_view, incident_view
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

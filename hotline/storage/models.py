@@ -311,7 +311,8 @@ class PhoneEntry(Base):
     """Normalised phone numbers of elders, their devices' SIMs and their contacts.
 
     The screen pop looks a caller up here by an indexed equality, never by scanning JSON.
-    Writers call :func:`hotline.phones.reindex_elder` after changing any of the three.
+    An ``after_flush`` hook in :mod:`hotline.phones` rewrites an elder's rows whenever any of the
+    three changes, whoever the writer is.
     """
 
     __tablename__ = "phone_index"

@@ -41,7 +41,7 @@ from hotline.telephony.errors import (
 )
 from hotline.telephony.link import AmiLink
 from hotline.telephony.tracker import Call, CallTracker, Change
-from hotline.views import device_view, elder_view, incident_view, iso
+from hotline.views import call_record_view, device_view, elder_view, incident_view
 
 log = logging.getLogger(__name__)
 
@@ -52,38 +52,6 @@ OPERATOR_CACHE_S = 60.0
 
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
-
-
-def call_record_view(c: CallRecord) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "linkedid": c.linkedid,
-        "direction": c.direction,
-        "queue": c.queue,
-        "caller_num": c.caller_num,
-        "caller_name": c.caller_name,
-        "state": c.state,
-        "outcome": c.outcome,
-        "elder_id": c.elder_id,
-        "matched_by": c.matched_by,
-        "operator_id": c.operator_id,
-        "member": c.member,
-        "started_at": iso(c.started_at),
-        "answered_at": iso(c.answered_at),
-        "ended_at": iso(c.ended_at),
-        "hold_s": c.hold_s,
-        "ring_s": c.ring_s,
-        "talk_s": c.talk_s,
-        "end_reason": c.end_reason,
-        "transferred_to": c.transferred_to,
-        "inferred": c.inferred,
-        "attempts": c.attempts,
-        "purpose": c.purpose,
-        "incident_id": c.incident_id,
-        "device_id": c.device_id,
-        "requested_by": c.requested_by,
-        "detail": c.detail,
-    }
 
 
 class TelephonyService:
@@ -114,7 +82,6 @@ class TelephonyService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writer: asyncio.Task[None] | None = None
         self.pops = 0
-        self.resyncs = 0
         self.write_errors = 0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -164,7 +131,6 @@ class TelephonyService:
         stamps = [e.ts for e in (*entries, *channels) if e.ts_from_pbx]
         now_ts = max(stamps) if stamps else time.time()
         changes = self.tracker.resync(entries, channels, now_ts)
-        self.resyncs += 1
         log.info("AMI resync: %d waiting, %d channels, %d calls changed", len(entries), len(channels), len(changes))
         for change in changes:
             self._apply(change)
