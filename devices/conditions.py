@@ -19,15 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from devices.rules import POLICIES, Change, Condition, DeviceInfo
-from dispatch.incidents import add_timeline, open_incident
+from dispatch.incidents import Incidents, add_timeline
 from hotline.storage.models import DeviceCondition, Elder
 
 log = logging.getLogger(__name__)
 
 
 class ConditionService:
-    def __init__(self, sm: async_sessionmaker[AsyncSession], *, refresh_s: float = 30) -> None:
+    def __init__(
+        self, sm: async_sessionmaker[AsyncSession], *, refresh_s: float = 30, incidents: Incidents | None = None
+    ) -> None:
         self._sm = sm
+        self._incidents = incidents or Incidents()
         self.refresh_s = refresh_s
         self._active: dict[str, set[str]] = {}
         self._loaded = False
@@ -99,7 +102,7 @@ class ConditionService:
                 select(Elder).where(Elder.id == info.elder.elder_id).options(selectinload(Elder.contacts))
             )
             assert elder is not None
-            incident, created = await open_incident(
+            incident, created = await self._incidents.open(
                 session,
                 elder=elder,
                 type_=policy.incident_type,
@@ -119,7 +122,7 @@ class ConditionService:
         self.opened += 1
         log.info("condition opened device_id=%s condition=%s incident_id=%s", info.device_id, condition, incident.id)
         return [
-            created.message(),
+            *created.messages(),
             {
                 "type": "device.condition",
                 "device_id": info.device_id,

@@ -43,7 +43,7 @@ from devices.mqtt_link import Inbound, MqttLink
 from devices.presence import DampingPolicy
 from devices.presence_store import PresenceStore
 from devices.ratelimit import RateLimiter
-from dispatch.incidents import IncidentCreated, add_timeline, open_incident
+from dispatch.incidents import IncidentCreated, Incidents, add_timeline
 from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
 from hotline.clock import Clock, SystemClock
@@ -94,6 +94,7 @@ class DeviceGateway:
         conditions: ConditionService | None = None,
         policy: GatewayPolicy | None = None,
         on_notifications: Callable[[], None] = lambda: None,
+        incidents: Incidents | None = None,
         clock: Clock | None = None,
         workers: int = 4,
     ) -> None:
@@ -104,7 +105,8 @@ class DeviceGateway:
         self.presence = presence
         self.commands = commands
         self.directory = directory or DeviceDirectory(sm)
-        self.conditions = conditions or ConditionService(sm)
+        self.incidents = incidents or Incidents()
+        self.conditions = conditions or ConditionService(sm, incidents=self.incidents)
         self.policy = policy or GatewayPolicy()
         self._on_notifications = on_notifications
         self._clock = clock or SystemClock()
@@ -205,7 +207,7 @@ class DeviceGateway:
         if outcome.created is not None:
             if outcome.created.notifications:
                 self._on_notifications()
-            messages.append(outcome.created.message())
+            messages += outcome.created.messages()
         messages += outcome.extra
         if outcome.status == "accepted" and outcome.info is not None:
             self._touch(outcome.info)
@@ -252,7 +254,7 @@ class DeviceGateway:
                 created = None
                 extra: tuple[dict[str, Any], ...] = ()
                 if event.is_emergency:
-                    incident, created = await open_incident(
+                    incident, created = await self.incidents.open(
                         session,
                         elder=device.elder,
                         type_=event.type,

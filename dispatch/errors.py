@@ -16,3 +16,15 @@ class DeliveryError(DispatchError):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+
+
+class PolicyError(DispatchError):
+    """An escalation policy document is invalid; the message names the field's path."""
+
+
+class TransitionError(DispatchError):
+    """An incident or offer cannot make the requested move from its current state."""
+
+
+class NotYoursError(DispatchError):
+    """An offer or incident that the caller may not act on (reported as not found)."""

@@ -1,43 +1,59 @@
-"""Incidents: opening one from an alarm, with its timeline, audit entry and family alerts.
+"""Incidents: opening one from any signal, or merging the signal into the elder's open one.
 
 Everything here runs inside the caller's transaction, so an incident, its first timeline
-entry and its outbox rows are committed together or not at all.
+entry, its escalation timers, its first offer and its outbox rows are committed together
+or not at all.
+
+Merging: a 12349 call, an SOS and a fall about the same elder within ``merge_window`` are
+one emergency, not three. A mergeable signal joins the elder's newest open mergeable
+incident (tagged with its source on the timeline and in ``signals``) instead of opening
+another; the elder's row is locked first, so two instances cannot both open one.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.escalation import Effects, Escalator, Run, default_service
 from dispatch.notify.outbox import enqueue_family_alerts
 from hotline.privacy import mask_name
-from hotline.storage.models import AuditEntry, Elder, Incident, IncidentEvent
+from hotline.storage.models import OPEN_STATUSES, AuditEntry, Elder, Incident, IncidentEvent
 from hotline.views import elder_summary, incident_view
 
 log = logging.getLogger(__name__)
 
 SEVERITY = {"sos": "critical", "fall": "critical"}
+SEVERITY_ORDER = ("low", "medium", "high", "critical")
+# Signals that are the same emergency when they concern one elder at about the same time.
+MERGEABLE = frozenset({"sos", "fall", "emergency", "health", "heart_rate_abnormal", "inactivity"})
 
 
 @dataclass(frozen=True, slots=True)
 class IncidentCreated:
-    """What the console feed says about a new incident (built inside the transaction)."""
+    """What the console feed says about a new (or merged-into) incident, built inside the transaction."""
 
     incident: dict[str, Any]
     elder: dict[str, Any]
     notifications: int
+    merged: bool = False
+    effects: Effects = field(default_factory=Effects)
 
     def message(self) -> dict[str, Any]:
         return {
-            "type": "incident.created",
+            "type": "incident.merged" if self.merged else "incident.created",
             "elder_id": self.elder["id"],
             "incident": self.incident,
             "elder": self.elder,
         }
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [self.message(), *self.effects.messages]
 
 
 async def add_timeline(
@@ -46,64 +62,138 @@ async def add_timeline(
     session.add(IncidentEvent(incident_id=incident_id, at=now, kind=kind, actor=actor, data=data))
 
 
-async def open_incident(
-    session: AsyncSession,
-    *,
-    elder: Elder,
-    type_: str,
-    source: str,
-    actor: str,
-    now: datetime,
-    device_id: str | None = None,
-    location: dict[str, Any] | None = None,
-    detail: dict[str, Any] | None = None,
-    severity: str | None = None,
-    notify_family: bool = True,
-) -> tuple[Incident, IncidentCreated]:
-    """Create an open incident for ``elder`` and queue the family alerts. ``elder.contacts`` must be loaded."""
-    incident = Incident(
-        elder_id=elder.id,
-        device_id=device_id,
-        type=type_,
-        severity=severity or SEVERITY.get(type_, "high"),
-        status="open",
-        source=source,
-        location=location,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(incident)
-    await session.flush()
-    session.add(IncidentEvent(incident_id=incident.id, at=now, kind="opened", actor=actor, data=detail or {}))
-    session.add(
-        AuditEntry(
-            at=now,
-            actor=actor,
-            action="incident.open",
-            target_type="incident",
-            target_id=incident.id,
-            detail={"type": type_, "source": source, "elder_id": elder.id},
+class Incidents:
+    """Opens incidents. Without an escalator (unit tests of other packages) the family is
+    alerted directly, as ``notify_family`` says; with one, the matching policy decides."""
+
+    def __init__(self, escalator: Escalator | None = None, *, merge_window: timedelta = timedelta(minutes=10)) -> None:
+        self.escalator = escalator
+        self.merge_window = merge_window
+
+    async def open(
+        self,
+        session: AsyncSession,
+        *,
+        elder: Elder,
+        type_: str,
+        source: str,
+        actor: str,
+        now: datetime,
+        device_id: str | None = None,
+        location: dict[str, Any] | None = None,
+        detail: dict[str, Any] | None = None,
+        severity: str | None = None,
+        service: str | None = None,
+        notify_family: bool = True,
+    ) -> tuple[Incident, IncidentCreated]:
+        """Open an incident for ``elder`` (or merge into the open one). ``elder.contacts`` must be loaded."""
+        severity = severity or SEVERITY.get(type_, "high")
+        signal = {"source": source, "type": type_, "at": now.isoformat(), "actor": actor, **(detail or {})}
+        if type_ in MERGEABLE and self.merge_window > timedelta(0):
+            # Serialise signals per elder: the no-op UPDATE is PostgreSQL's row lock and SQLite's write lock.
+            await session.execute(update(Elder).where(Elder.id == elder.id).values(name=Elder.name))
+            existing = await session.scalar(
+                select(Incident)
+                .where(
+                    Incident.elder_id == elder.id,
+                    Incident.status.in_(OPEN_STATUSES),
+                    Incident.type.in_(MERGEABLE),
+                    Incident.created_at >= now - self.merge_window,
+                )
+                .order_by(Incident.created_at.desc())
+                .limit(1)
+            )
+            if existing is not None:
+                return await self._merge(session, existing, elder, signal, severity)
+        incident = Incident(
+            elder_id=elder.id,
+            device_id=device_id,
+            type=type_,
+            severity=severity,
+            status="open",
+            source=source,
+            location=location,
+            signals=[signal],
+            service=service or default_service(type_),
+            created_at=now,
+            updated_at=now,
         )
-    )
-    view = incident_view(incident)
-    summary = elder_summary(elder)
-    queued = await enqueue_family_alerts(session, incident=view, elder=elder, now=now) if notify_family else 0
-    if queued:
+        session.add(incident)
+        await session.flush()
+        session.add(IncidentEvent(incident_id=incident.id, at=now, kind="opened", actor=actor, data=detail or {}))
         session.add(
-            IncidentEvent(
-                incident_id=incident.id,
+            AuditEntry(
                 at=now,
-                kind="family_notified",
-                actor="system",
-                data={"notifications": queued},
+                actor=actor,
+                action="incident.open",
+                target_type="incident",
+                target_id=incident.id,
+                detail={"type": type_, "source": source, "elder_id": elder.id},
             )
         )
-    log.info(
-        "incident opened incident_id=%s type=%s elder=%s source=%s notifications=%d",
-        incident.id,
-        type_,
-        mask_name(elder.name),
-        source,
-        queued,
-    )
-    return incident, IncidentCreated(incident=view, elder=summary, notifications=queued)
+        fx = Effects()
+        if self.escalator is not None:
+            await self.escalator.start(Run(session, incident, elder, now, fx))
+        elif notify_family:
+            fx.notifications = await enqueue_family_alerts(
+                session, incident=incident_view(incident), elder=elder, now=now
+            )
+            if fx.notifications:
+                session.add(
+                    IncidentEvent(
+                        incident_id=incident.id,
+                        at=now,
+                        kind="family_notified",
+                        actor="system",
+                        data={"notifications": fx.notifications},
+                    )
+                )
+        log.info(
+            "incident opened incident_id=%s type=%s elder=%s source=%s notifications=%d",
+            incident.id,
+            type_,
+            mask_name(elder.name),
+            source,
+            fx.notifications,
+        )
+        return incident, IncidentCreated(
+            incident=incident_view(incident), elder=elder_summary(elder), notifications=fx.notifications, effects=fx
+        )
+
+    @staticmethod
+    async def _merge(
+        session: AsyncSession, incident: Incident, elder: Elder, signal: dict[str, Any], severity: str
+    ) -> tuple[Incident, IncidentCreated]:
+        now = datetime.fromisoformat(signal["at"])
+        incident.signals = [*incident.signals, signal]
+        if SEVERITY_ORDER.index(severity) > SEVERITY_ORDER.index(incident.severity):
+            incident.severity = severity
+        incident.updated_at = now
+        session.add(
+            IncidentEvent(incident_id=incident.id, at=now, kind="signal.merged", actor=signal["actor"], data=signal)
+        )
+        session.add(
+            AuditEntry(
+                at=now,
+                actor=signal["actor"],
+                action="incident.merge",
+                target_type="incident",
+                target_id=incident.id,
+                detail={"type": signal["type"], "source": signal["source"]},
+            )
+        )
+        log.info(
+            "signal merged incident_id=%s type=%s source=%s elder=%s",
+            incident.id,
+            signal["type"],
+            signal["source"],
+            mask_name(elder.name),
+        )
+        return incident, IncidentCreated(
+            incident=incident_view(incident), elder=elder_summary(elder), notifications=0, merged=True
+        )
+
+
+async def open_incident(session: AsyncSession, **kwargs: Any) -> tuple[Incident, IncidentCreated]:
+    """Open with no escalation and no merging: for tools and tests that need a bare incident."""
+    return await Incidents(merge_window=timedelta(0)).open(session, **kwargs)

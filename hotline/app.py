@@ -8,11 +8,14 @@ and cancels it on the way out, even if a later context failed to start.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hmac
 import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from datetime import timedelta
 from importlib import resources
 from typing import Any
 
@@ -28,9 +31,19 @@ from devices.gateway import SYS_DROPPED, SYS_STORED, DeviceGateway, GatewayPolic
 from devices.monitor import PresenceMonitor
 from devices.mqtt_link import MqttLink
 from devices.presence_store import PresenceStore
-from dispatch.notify.outbox import OutboxWorker, WebhookSender
+from dispatch import hooks
+from dispatch.errors import DispatchError, NotYoursError, PolicyError, SignatureError, TransitionError
+from dispatch.escalation import EmergencyAction, EscalationEngine, Escalator
+from dispatch.incidents import Incidents
+from dispatch.notify.channels import ConsoleSender, SmsGatewaySender, VoiceSender
+from dispatch.notify.links import FamilyLinks
+from dispatch.notify.outbox import OutboxWorker, Sender, WebhookSender
+from dispatch.policy import install_defaults
+from dispatch.routing import GeoIndex, GeoSync, Router, RoutingPolicy
+from dispatch.service import DispatchService
 from hotline import phones
 from hotline.api.call_routes import routes as call_routes
+from hotline.api.dispatch_routes import routes as dispatch_routes
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES, Services
 from hotline.api.openapi import spec
@@ -54,7 +67,10 @@ from hotline.telephony.service import TelephonyService
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/", "/console"})
+# /api/v1/family/confirm carries its own signature instead of a token (a link in an SMS).
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/", "/console", "/api/v1/family/confirm"}
+)
 _STATUS = {
     TelephonyError: 503,
     ValidationError: 400,
@@ -62,6 +78,10 @@ _STATUS = {
     ForbiddenError: 403,
     NotFoundError: 404,
     ConflictError: 409,
+    PolicyError: 400,
+    SignatureError: 403,
+    NotYoursError: 404,
+    TransitionError: 409,
 }
 
 
@@ -93,7 +113,7 @@ async def errors_middleware(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except HotlineError as exc:
+    except (HotlineError, DispatchError) as exc:
         status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
         field = exc.field if isinstance(exc, ValidationError) else None
         return _error(status, type(exc).__name__.removesuffix("Error").lower() or "error", str(exc), field)
@@ -231,8 +251,9 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/console", console)
     app.add_routes(routes)
     app.add_routes(call_routes)
+    app.add_routes(dispatch_routes)
     phones.AREA_CODE = settings.phone_area_code
-    app.cleanup_ctx.extend([_database_ctx, _bus_ctx, _outbox_ctx, _telephony_ctx, _devices_ctx])
+    app.cleanup_ctx.extend([_database_ctx, _bus_ctx, _outbox_ctx, _dispatch_ctx, _telephony_ctx, _devices_ctx])
     app.on_shutdown.append(_close_websockets)
     return app
 
@@ -263,11 +284,64 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     http = aiohttp.ClientSession()
     if svc.settings.webhook_secret_is_default:
         log.warning("HOTLINE_WEBHOOK_SECRET is not set: signing webhooks with the public development secret")
-    svc.outbox = OutboxWorker(svc.sm, {"webhook": WebhookSender(http, svc.settings.webhook_secrets)})
+    assert svc.bus is not None
+    senders: dict[str, Sender] = {
+        "webhook": WebhookSender(http, svc.settings.webhook_secrets),
+        "console": ConsoleSender(svc.bus.publish),
+    }
+    if svc.settings.sms_gateway_url:
+        senders["sms"] = SmsGatewaySender(http, svc.settings.sms_gateway_url, token=svc.settings.sms_gateway_token)
+    svc.outbox = OutboxWorker(svc.sm, senders)
     task = _task(svc.outbox.run(), "dispatch.outbox.worker")
     yield
     await cancel_and_wait(task)
     await http.close()
+
+
+def link_secret(s: Settings) -> bytes:
+    """HOTLINE_LINK_SECRET, else a key derived from the webhook secret (never the secret itself)."""
+    if s.link_secret:
+        return s.link_secret.encode()
+    return hmac.new(base64.b64decode(s.webhook_secrets[0].removeprefix("whsec_")), b"family-links", "sha256").digest()
+
+
+async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    s = svc.settings
+    assert svc.bus is not None
+    assert svc.outbox is not None
+    redis = aioredis.from_url(s.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    geo = GeoIndex(redis, s.redis_prefix)
+    router = Router(geo, svc.sm, policy=RoutingPolicy(reach_min=s.reach_minutes, min_rating=s.min_provider_rating))
+    escalator = Escalator(
+        router,
+        emergency=EmergencyAction(s.emergency_number, s.emergency_webhook_url),
+        links=FamilyLinks(link_secret(s), s.base_url),
+        voice_enabled=s.ami is not None,
+    )
+    engine = EscalationEngine(
+        svc.sm,
+        redis,
+        escalator,
+        prefix=s.redis_prefix,
+        sweep_s=s.timer_sweep_s,
+        publish=svc.bus.publish,
+        on_notifications=svc.outbox.wake,
+    )
+    sync = GeoSync(geo, svc.sm)
+    hooks.install(svc.sm, timers=engine.on_commit, providers=sync.on_commit)
+    await install_defaults(svc.sm)
+    svc.dispatch = DispatchService(
+        svc.sm, Incidents(escalator, merge_window=timedelta(seconds=s.merge_window_s)), engine
+    )
+    svc.geo_sync = sync
+    tasks = [_task(sync.run(), "dispatch.geo_sync"), _task(engine.run(), "dispatch.escalation")]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(sync.synced.wait(), 5)  # rank from a complete index when Redis is up
+    yield
+    for task in tasks:
+        await cancel_and_wait(task)
+    await redis.aclose()
 
 
 async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -279,6 +353,8 @@ async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
     svc.telephony = TelephonyService(svc.settings, svc.sm, svc.bus)
     svc.bus.add_listener(svc.telephony.on_bus_message)
     svc.telephony.start()
+    assert svc.outbox is not None
+    svc.outbox.add_sender("voice", VoiceSender(svc.telephony))
     yield
     await svc.telephony.close()
 
@@ -325,6 +401,7 @@ async def _devices_ctx(app: web.Application) -> AsyncIterator[None]:
             offline_incident_after_s=s.offline_incident_after_s,
         ),
         on_notifications=svc.outbox.wake,
+        incidents=svc.dispatch.incidents if svc.dispatch else None,
     )
     monitor = PresenceMonitor(svc.gateway, svc.bus)
     await link.start()

@@ -24,11 +24,19 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "devices.write": frozenset({"supervisor", "admin", "vendor"}),
     "commands.write": CONSOLE_ROLES,
     "incidents.read": CONSOLE_ROLES | {"family"},
-    "ws.connect": CONSOLE_ROLES | {"family"},
+    "ws.connect": CONSOLE_ROLES | {"family", "provider"},
     "audit.read": frozenset({"supervisor", "admin"}),
     "calls.read": CONSOLE_ROLES,
     "calls.write": CONSOLE_ROLES,
     "calls.stats": frozenset({"dispatcher", "supervisor", "admin"}),
+    "incidents.write": CONSOLE_ROLES,
+    "decisions.read": CONSOLE_ROLES,
+    "providers.read": CONSOLE_ROLES,
+    "providers.write": frozenset({"dispatcher", "supervisor", "admin"}),
+    "offers.respond": frozenset({"provider"}),
+    "policies.read": CONSOLE_ROLES,
+    "policies.write": frozenset({"supervisor", "admin"}),
+    "family.confirm": frozenset({"family"}),
 }
 
 

@@ -75,6 +75,21 @@ class Settings:
     webhook_secrets: tuple[str, ...] = (DEV_WEBHOOK_SECRET,)
     webhook_secret_is_default: bool = True
     log_level: str = "INFO"
+    merge_window_s: int = 600
+    emergency_number: str | None = "120"
+    emergency_webhook_url: str | None = None
+    sms_gateway_url: str | None = None
+    sms_gateway_token: str | None = None
+    public_url: str | None = None
+    link_secret: str | None = None
+    timer_sweep_s: float = 1.0
+    reach_minutes: int = 15
+    min_provider_rating: float = 2.0
+
+    @property
+    def base_url(self) -> str:
+        """Where links in messages point: HOTLINE_PUBLIC_URL, else this server's own address."""
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
 
 
 _KEYS = (
@@ -101,6 +116,16 @@ _KEYS = (
     "http_port",
     "webhook_secret",
     "log_level",
+    "merge_window",
+    "emergency_number",
+    "emergency_webhook_url",
+    "sms_gateway_url",
+    "sms_gateway_token",
+    "public_url",
+    "link_secret",
+    "timer_sweep",
+    "reach_minutes",
+    "min_provider_rating",
 )
 
 
@@ -182,7 +207,54 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{_var('log_level')} must be DEBUG, INFO, WARNING or ERROR, got {raw['log_level']!r}")
         kwargs["log_level"] = level
+    _dispatch(raw, kwargs)
     return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def _dispatch(raw: dict[str, str], kwargs: dict[str, object]) -> None:
+    """The dispatch and notification settings."""
+    if "merge_window" in raw:
+        kwargs["merge_window_s"] = _int("merge_window", raw["merge_window"], 0, 86_400)
+    if "emergency_number" in raw:
+        number = raw["emergency_number"].strip()
+        if number and not (number.lstrip("+").isdigit() and 3 <= len(number) <= 20):
+            raise ConfigError(
+                f"{_var('emergency_number')} must be a phone number such as 120, or empty, got {number!r}"
+            )
+        kwargs["emergency_number"] = number or None
+    for key in ("emergency_webhook_url", "sms_gateway_url", "public_url"):
+        if raw.get(key):
+            value = raw[key].strip()
+            parts = urlsplit(value)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ConfigError(f"{_var(key)} must be an http(s) URL, got {value!r}")
+            kwargs[key] = value.rstrip("/") if key == "public_url" else value
+    if raw.get("sms_gateway_token"):
+        kwargs["sms_gateway_token"] = raw["sms_gateway_token"].strip()
+    if raw.get("link_secret"):
+        if len(raw["link_secret"].strip()) < 16:
+            raise ConfigError(f"{_var('link_secret')} must be at least 16 characters")
+        kwargs["link_secret"] = raw["link_secret"].strip()
+    if "timer_sweep" in raw:
+        try:
+            sweep = float(raw["timer_sweep"])
+        except ValueError as exc:
+            raise ConfigError(f"{_var('timer_sweep')} must be a number of seconds, got {raw['timer_sweep']!r}") from exc
+        if not 0.05 <= sweep <= 60:
+            raise ConfigError(f"{_var('timer_sweep')} must be between 0.05 and 60 seconds, got {sweep}")
+        kwargs["timer_sweep_s"] = sweep
+    if "reach_minutes" in raw:
+        kwargs["reach_minutes"] = _int("reach_minutes", raw["reach_minutes"], 1, 240)
+    if "min_provider_rating" in raw:
+        try:
+            rating = float(raw["min_provider_rating"])
+        except ValueError as exc:
+            raise ConfigError(
+                f"{_var('min_provider_rating')} must be a number, got {raw['min_provider_rating']!r}"
+            ) from exc
+        if not 0 <= rating <= 5:
+            raise ConfigError(f"{_var('min_provider_rating')} must be between 0 and 5, got {rating}")
+        kwargs["min_provider_rating"] = rating
 
 
 def _read_toml(path: Path) -> dict[str, str]:

@@ -107,8 +107,17 @@ def incident_view(i: Incident) -> dict[str, Any]:
         "status": i.status,
         "source": i.source,
         "location": i.location,
+        "signals": list(i.signals or []),
+        "service": i.service,
+        "provider_id": i.provider_id,
+        "acknowledged_at": iso(i.acknowledged_at),
+        "acknowledged_by": i.acknowledged_by,
+        "family_confirmed_at": iso(i.family_confirmed_at),
+        "family_confirmed_by": i.family_confirmed_by,
+        "policy": {"name": i.policy["name"], "version": i.policy["version"]} if i.policy else None,
         "created_at": iso(i.created_at),
         "updated_at": iso(i.updated_at),
+        "closed_at": iso(i.closed_at),
     }
 
 
@@ -143,6 +152,10 @@ def provider_view(p: Provider) -> dict[str, Any]:
         "current_load": p.current_load,
         "availability": p.availability,
         "rating": p.rating,
+        "phone": p.phone,
+        "working_hours": p.working_hours,
+        "last_offered_at": iso(p.last_offered_at),
+        "updated_at": iso(p.updated_at),
     }
 
 

@@ -54,6 +54,15 @@ def test_environment_values_are_parsed() -> None:
         ("HOTLINE_HTTP_PORT", "70000"),
         ("HOTLINE_WEBHOOK_SECRET", "plain-secret"),
         ("HOTLINE_LOG_LEVEL", "LOUD"),
+        ("HOTLINE_MERGE_WINDOW", "-1"),
+        ("HOTLINE_EMERGENCY_NUMBER", "ambulance"),
+        ("HOTLINE_EMERGENCY_WEBHOOK_URL", "ftp://x"),
+        ("HOTLINE_SMS_GATEWAY_URL", "localhost:9000"),
+        ("HOTLINE_PUBLIC_URL", "hotline.local"),
+        ("HOTLINE_LINK_SECRET", "short"),
+        ("HOTLINE_TIMER_SWEEP", "0"),
+        ("HOTLINE_REACH_MINUTES", "0"),
+        ("HOTLINE_MIN_PROVIDER_RATING", "6"),
     ],
 )
 def test_a_bad_value_names_its_variable(var: str, value: str) -> None:

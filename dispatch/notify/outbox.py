@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.errors import DeliveryError
 from dispatch.notify import webhooks
+from dispatch.notify.links import FamilyLinks
 from hotline.clock import Clock, SystemClock
 from hotline.privacy import mask_phone
 from hotline.storage.models import Elder, Notification
@@ -73,8 +74,21 @@ async def enqueue(
     return True
 
 
-async def enqueue_family_alerts(session: AsyncSession, *, incident: dict[str, Any], elder: Elder, now: datetime) -> int:
-    """One alert per emergency contact with a channel; returns how many were queued."""
+async def enqueue_family_alerts(
+    session: AsyncSession,
+    *,
+    incident: dict[str, Any],
+    elder: Elder,
+    now: datetime,
+    tag: str = "created",
+    event_type: str = "incident.created",
+    message: str | None = None,
+    links: FamilyLinks | None = None,
+) -> int:
+    """One alert per emergency contact with a channel; returns how many were queued.
+
+    With ``links``, each alert carries the contact's own signed "I'm on my way" link.
+    """
     count = 0
     for contact in elder.contacts:
         if contact.channel == "none":
@@ -82,24 +96,26 @@ async def enqueue_family_alerts(session: AsyncSession, *, incident: dict[str, An
         target = contact.webhook_url if contact.channel == "webhook" else contact.phone
         if not target:
             continue
-        payload = {
-            "type": "incident.created",
-            "timestamp": incident["created_at"],
-            "data": {
-                "incident_id": incident["id"],
-                "incident_type": incident["type"],
-                "severity": incident["severity"],
-                "elder": {"id": elder.id, "name": elder.name, "address": elder.address},
-                "contact": {"name": contact.name, "relation": contact.relation},
-                "location": incident["location"],
-            },
+        data: dict[str, Any] = {
+            "incident_id": incident["id"],
+            "incident_type": incident["type"],
+            "severity": incident["severity"],
+            "elder": {"id": elder.id, "name": elder.name, "address": elder.address},
+            "contact": {"name": contact.name, "relation": contact.relation},
+            "location": incident["location"],
         }
+        if message is not None:
+            data["message"] = message
+        if links is not None and contact.id is not None:
+            data["confirm_url"] = links.url(incident["id"], contact.id, now=now)
+        stamp = incident["created_at"] if tag == "created" else now.isoformat()
+        payload = {"type": event_type, "timestamp": stamp, "data": data}
         if await enqueue(
             session,
-            key=f"incident:{incident['id']}:created:contact:{contact.id}",
+            key=f"incident:{incident['id']}:{tag}:contact:{contact.id}",
             channel=contact.channel,
             target=target,
-            event_type="incident.created",
+            event_type=event_type,
             payload=payload,
             now=now,
             elder_id=elder.id,
@@ -166,6 +182,9 @@ class OutboxWorker:
         self._limit = asyncio.Semaphore(concurrency)
         self.delivered = 0
         self.failed = 0
+
+    def add_sender(self, channel: str, sender: Sender) -> None:
+        self._senders[channel] = sender
 
     def wake(self) -> None:
         """Called after a commit that queued messages, so they go out now rather than at the next poll."""

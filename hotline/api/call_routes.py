@@ -11,7 +11,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import selectinload
 
 from dispatch.catalogue import SERVICES as CATALOGUE
-from dispatch.incidents import open_incident
+from dispatch.incidents import Incidents
 from hotline.api import validation as v
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import SERVICES
@@ -231,7 +231,8 @@ async def incident_from_call(request: web.Request) -> web.Response:
         elder = await session.scalar(select(Elder).where(Elder.id == elder_id).options(selectinload(Elder.contacts)))
         if elder is None:
             raise ValidationError(f"elder {elder_id} does not exist", field="elder_id")
-        incident, created = await open_incident(
+        incidents = svc.dispatch.incidents if svc.dispatch is not None else Incidents()
+        incident, created = await incidents.open(
             session,
             elder=elder,
             type_=type_,
@@ -240,6 +241,7 @@ async def incident_from_call(request: web.Request) -> web.Response:
             now=datetime.now(UTC),
             severity=severity,
             detail={"call_id": call.id, "note": note, "service": service},
+            service=service,
             notify_family=type_ in ("emergency", "health"),
         )
         call.incident_id = incident.id
@@ -247,7 +249,8 @@ async def incident_from_call(request: web.Request) -> web.Response:
         audit(session, who, "incident.create_from_call", "incident", incident.id, call_id=call.id)
         out = incident_view(incident)
     if svc.bus is not None:
-        await svc.bus.publish(created.message())
+        for message in created.messages():
+            await svc.bus.publish(message)
     if svc.outbox is not None:
         svc.outbox.wake()
-    return json_response(out, status=201)
+    return json_response(out, status=200 if created.merged else 201)

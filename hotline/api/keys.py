@@ -11,6 +11,8 @@ from devices.commands import CommandService
 from devices.gateway import DeviceGateway
 from devices.mqtt_link import MqttLink
 from dispatch.notify.outbox import OutboxWorker
+from dispatch.routing import GeoSync
+from dispatch.service import DispatchService
 from hotline.api.ws import ConsoleHub
 from hotline.auth import Principal
 from hotline.bus import EventBus
@@ -29,6 +31,8 @@ class Services:
     commands: CommandService | None = None
     outbox: OutboxWorker | None = None
     telephony: TelephonyService | None = None
+    dispatch: DispatchService | None = None
+    geo_sync: GeoSync | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dispatch.catalogue import SERVICES
+from dispatch.routing import AVAILABILITY
 from hotline import __version__
 from hotline.storage.models import (
     CARE_LEVELS,
@@ -11,6 +13,7 @@ from hotline.storage.models import (
     DEVICE_KINDS,
     ECONOMIC_CATEGORIES,
     LIVING_SITUATIONS,
+    PROVIDER_KINDS,
 )
 
 _ERR = {"$ref": "#/components/responses/Error"}
@@ -130,7 +133,212 @@ def _calls() -> tuple[dict[str, Any], ...]:
     return call, call_in, call_incident_in, stats
 
 
+def _dispatch() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Paths and schemas of providers, incident actions, offers, policies and family confirmation."""
+    text = {"type": ["string", "null"]}
+    services = {"type": "array", "items": {"enum": list(SERVICES)}}
+    provider = {
+        "type": "object",
+        "required": ["name", "kind", "services", "lat", "lon"],
+        "properties": {
+            "id": {"type": "string", "readOnly": True},
+            "name": {"type": "string"},
+            "kind": {"enum": list(PROVIDER_KINDS)},
+            "services": services,
+            "lat": {"type": "number"},
+            "lon": {"type": "number"},
+            "address": {"type": "string"},
+            "phone": text,
+            "service_radius_m": {"type": "integer", "minimum": 100},
+            "working_hours": {
+                "type": "object",
+                "description": 'day ranges to spans in UTC+8, e.g. {"mon-fri": "08:00-18:00", "sat": ["09:00-12:00"]};'
+                " empty means always",
+            },
+            "capacity": {"type": "integer", "minimum": 1},
+            "current_load": {"type": "integer", "readOnly": True},
+            "availability": {"enum": list(AVAILABILITY)},
+            "rating": {"type": "number", "minimum": 0, "maximum": 5},
+            "last_offered_at": {**text, "readOnly": True},
+        },
+    }
+    offer = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "incident_id": {"type": "string"},
+            "provider_id": {"type": "string"},
+            "rank": {"type": "integer"},
+            "eta_min": {"type": "number"},
+            "status": {
+                "enum": ["offered", "accepted", "declined", "expired", "withdrawn", "en_route", "on_scene", "done"]
+            },
+            "offered_at": {"type": "string", "format": "date-time"},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "responded_at": text,
+            "reason": text,
+            "location": {"type": ["object", "null"]},
+            "decision_id": {"type": ["integer", "null"]},
+        },
+    }
+    decision = {
+        "type": "object",
+        "description": "A stored ranking. Each candidate has its sort keys (eta_band, specialist, availability, "
+        "load_band, rating_band, last_offered_at) and readable reasons; excluded providers have a reason.",
+        "properties": {
+            "id": {"type": "integer"},
+            "service": {"type": "string"},
+            "estimator": {"type": "string"},
+            "source": {"enum": ["redis", "database"]},
+            "chosen_provider_id": text,
+            "reachable_in_time": {"type": "boolean"},
+            "candidates": {"type": "array", "items": {"type": "object"}},
+            "excluded": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    policy = {
+        "type": "object",
+        "required": ["name", "tracks"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "integer", "readOnly": True},
+            "description": {"type": "string"},
+            "types": {"type": "array", "items": {"type": "string"}},
+            "severities": {"type": "array", "items": {"enum": ["low", "medium", "high", "critical"]}},
+            "priority": {"type": "integer"},
+            "active": {"type": "boolean"},
+            "tracks": {
+                "type": "array",
+                "description": "Tracks run side by side. Steps: wait{seconds}, notify{to: family|role:R|user:ID}, "
+                "offer{timeout_s, service?}, call{number}, webhook{url}, emergency, repeat{from, times}; any step may "
+                "have unless, a track until: acknowledged|dispatched|accepted|family_confirmed.",
+                "items": {"type": "object"},
+            },
+        },
+    }
+    note = {"type": "object", "properties": {"note": {"type": "string"}}}
+    where = {"type": "object", "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}}
+    inc = {"$ref": "#/components/schemas/Incident"}
+    detail = {**_ok(inc), "404": _ERR, "409": _ERR}
+
+    def action(summary: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+        op: dict[str, Any] = {"summary": summary, "parameters": _ID, "responses": detail}
+        if schema is not None:
+            op["requestBody"] = {"content": {"application/json": {"schema": schema}}}
+        return {"post": op}
+
+    offer_result = {
+        "type": "object",
+        "properties": {"offer": {"$ref": "#/components/schemas/Offer"}, "incident": {"type": "object"}},
+    }
+    paths: dict[str, Any] = {
+        "/api/v1/providers": {
+            "get": {
+                "summary": "Providers (staff)",
+                "parameters": [
+                    *_PAGING,
+                    *(
+                        {"name": n, "in": "query", "schema": {"type": "string"}}
+                        for n in ("kind", "service", "availability")
+                    ),
+                ],
+                "responses": _ok(_list_of("#/components/schemas/Provider")),
+            },
+            "post": {
+                "summary": "Register a provider (dispatchers, supervisors, admins); it enters the GEO index on commit",
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Provider"}}}},
+                "responses": _ok({"$ref": "#/components/schemas/Provider"}, "201"),
+            },
+        },
+        "/api/v1/providers/{id}": {
+            "get": {
+                "summary": "One provider",
+                "parameters": _ID,
+                "responses": {**_ok({"$ref": "#/components/schemas/Provider"}), "404": _ERR},
+            },
+            "patch": {
+                "summary": "Change a provider; a provider account may change only its own availability, lat and lon",
+                "parameters": _ID,
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Provider"}}}},
+                "responses": {**_ok({"$ref": "#/components/schemas/Provider"}), "404": _ERR},
+            },
+        },
+        "/api/v1/incidents/{id}/acknowledge": action("An operator picks the incident up (idempotent)"),
+        "/api/v1/incidents/{id}/dispatch": action(
+            "Offer to the best candidate, or to provider_id when it passes the same filters",
+            {
+                "type": "object",
+                "properties": {
+                    "provider_id": {"type": "string"},
+                    "service": {"enum": list(SERVICES)},
+                    "timeout_s": {"type": "integer"},
+                },
+            },
+        ),
+        "/api/v1/incidents/{id}/resolve": action("Close as resolved", note),
+        "/api/v1/incidents/{id}/cancel": action("Close as cancelled (a false alarm); note is required", note),
+        "/api/v1/incidents/{id}/decisions": {
+            "get": {
+                "summary": "Every stored ranking for the incident, with reasons",
+                "parameters": [*_ID, *_PAGING],
+                "responses": _ok(_list_of("#/components/schemas/RoutingDecision")),
+            }
+        },
+        "/api/v1/incidents/{id}/family/confirm": action("A family account says I'm on my way (own elder only)"),
+        "/api/v1/family/confirm": {
+            "get": {
+                "summary": "The signed link from a family alert: a page with a confirm button (no token; i, c, e, s)",
+                "parameters": [
+                    {"name": n, "in": "query", "required": True, "schema": {"type": "string"}} for n in "icse"
+                ],
+                "responses": {"200": {"description": "HTML page"}, "403": _ERR},
+            },
+            "post": {
+                "summary": "Confirm I'm on my way through the signed link (query or form fields i, c, e, s)",
+                "responses": {**_ok({"type": "object"}), "403": _ERR, "409": _ERR},
+            },
+        },
+        "/api/v1/provider/offers": {
+            "get": {
+                "summary": "The calling provider's offers; status=offered (default), a comma list, or all",
+                "parameters": [*_PAGING, {"name": "status", "in": "query", "schema": {"type": "string"}}],
+                "responses": _ok(_list_of("#/components/schemas/Offer")),
+            }
+        },
+        "/api/v1/policies": {
+            "get": {
+                "summary": "Escalation policies, every version",
+                "parameters": [*_PAGING, {"name": "name", "in": "query", "schema": {"type": "string"}}],
+                "responses": _ok(_list_of("#/components/schemas/Policy")),
+            },
+            "post": {
+                "summary": "A new policy or a new version of one; running incidents keep their snapshot",
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Policy"}}}},
+                "responses": _ok({"$ref": "#/components/schemas/Policy"}, "201"),
+            },
+        },
+    }
+    for step, body in (
+        ("accept", {"type": "object", "properties": {"reason": {"type": "string"}}}),
+        ("decline", {"type": "object", "properties": {"reason": {"type": "string"}}}),
+        ("en_route", where),
+        ("on_scene", where),
+        ("done", where),
+    ):
+        paths[f"/api/v1/offers/{{id}}/{step}"] = {
+            "post": {
+                "summary": f"Provider app: {step.replace('_', ' ')}",
+                "parameters": _ID,
+                "requestBody": {"content": {"application/json": {"schema": body}}},
+                "responses": {**_ok(offer_result), "404": _ERR, "409": _ERR},
+            }
+        }
+    schemas = {"Provider": provider, "Offer": offer, "RoutingDecision": decision, "Policy": policy}
+    return paths, schemas
+
+
 def spec() -> dict[str, Any]:
+    dispatch_paths, dispatch_schemas = _dispatch()
     call, call_in, call_incident_in, stats = _calls()
     contact = {
         "type": "object",
@@ -348,15 +556,39 @@ def spec() -> dict[str, Any]:
                         {"name": "elder_id", "in": "query", "schema": {"type": "string"}},
                     ],
                     "responses": _ok(_list_of("#/components/schemas/Incident")),
-                }
+                },
+                "post": {
+                    "summary": "An operator-created incident; inside the merge window an emergency joins the elder's "
+                    "open incident (200, merged: true) instead",
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["elder_id", "type"],
+                                    "properties": {
+                                        "elder_id": {"type": "string"},
+                                        "type": {"type": "string"},
+                                        "severity": {"enum": ["low", "medium", "high", "critical"]},
+                                        "service": {"type": "string", "description": "catalogue code"},
+                                        "location": {"type": "object"},
+                                        "note": {"type": "string"},
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {**_ok({"$ref": "#/components/schemas/Incident"}, "201"), "409": _ERR},
+                },
             },
             "/api/v1/incidents/{id}": {
                 "get": {
-                    "summary": "One incident with its timeline and notifications",
+                    "summary": "One incident with its timeline, notifications, offers and (staff) escalation timers",
                     "parameters": _ID,
                     "responses": {**_ok({"$ref": "#/components/schemas/Incident"}), "404": _ERR},
                 }
             },
+            **dispatch_paths,
             "/api/v1/calls": {
                 "get": {
                     "summary": "Calls on the 12349 line, newest first (inbound and outbound)",
@@ -451,6 +683,7 @@ def spec() -> dict[str, Any]:
                 "Incident": incident,
                 "Call": call,
                 "CallStats": stats,
+                **dispatch_schemas,
             },
         },
     }

@@ -19,6 +19,7 @@ from sqlalchemy.sql import Select
 from devices.commands import CommandService, command_view
 from devices.contract import COMMAND_TYPES, DEVICE_ID_RE
 from devices.errors import ContractError, UnknownDeviceError
+from dispatch.escalation import offer_view, pending_summary
 from hotline.api import validation as v
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES
@@ -37,8 +38,10 @@ from hotline.storage.models import (
     DeviceCondition,
     Elder,
     EmergencyContact,
+    EscalationTimer,
     Incident,
     Notification,
+    Offer,
 )
 from hotline.views import (
     device_view,
@@ -345,9 +348,22 @@ async def get_incident(request: web.Request) -> web.Response:
                 select(Notification).where(Notification.incident_id == incident_id).order_by(Notification.created_at)
             )
         ).all()
+        offers = (
+            await session.scalars(select(Offer).where(Offer.incident_id == incident_id).order_by(Offer.offered_at))
+        ).all()
+        timers = (
+            await session.scalars(
+                select(EscalationTimer)
+                .where(EscalationTimer.incident_id == incident_id)
+                .order_by(EscalationTimer.track)
+            )
+        ).all()
         out = incident_view(incident)
         out["timeline"] = [timeline_view(e) for e in incident.timeline]
         out["notifications"] = [notification_view(n) for n in notes]
+        out["offers"] = [offer_view(o) for o in offers]
+        if who.is_console:  # families see what happens, not the escalation machinery
+            out["escalation"] = pending_summary(timers)
     return json_response(out)
 
 

@@ -33,10 +33,14 @@ class _Client:
 
 def visible(principal: Principal, message: dict[str, Any]) -> bool:
     """Who may see a bus message: ``to_user`` addresses one user (a screen pop goes only to
-    the operator whose phone rings), ``audience`` a set of roles (the supervisors' wallboard);
+    the operator whose phone rings), ``to_provider`` one provider's accounts (and staff),
+    ``audience`` a set of roles (the supervisors' wallboard);
     anything else goes to console staff, and to the family of the elder it concerns."""
     if (to_user := message.get("to_user")) is not None:
         return bool(to_user == principal.user_id)
+    if (to_provider := message.get("to_provider")) is not None:
+        # Offers go to the provider's own app, and to staff watching dispatch.
+        return principal.is_console or (principal.role == "provider" and to_provider == principal.provider_id)
     if (audience := message.get("audience")) is not None:
         return principal.role in audience
     if principal.is_console:

@@ -195,7 +195,10 @@ class Provider(Base):
     current_load: Mapped[int] = mapped_column(Integer, default=0)
     availability: Mapped[str] = mapped_column(String(16), default="available")
     rating: Mapped[float] = mapped_column(Float, default=4.0)
+    # Equals take turns: among equally good candidates the one offered work longest ago goes first.
+    last_offered_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Incident(Base):
@@ -209,6 +212,17 @@ class Incident(Base):
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)
     source: Mapped[str] = mapped_column(String(32))
     location: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Every signal merged into this incident: [{"source": "device", "type": "sos", "at": ...}].
+    signals: Mapped[list[Any]] = mapped_column(default=list)
+    service: Mapped[str | None] = mapped_column(String(32))  # catalogue code to dispatch for
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("providers.id"))
+    acknowledged_at: Mapped[datetime | None] = mapped_column()
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    family_confirmed_at: Mapped[datetime | None] = mapped_column()
+    family_confirmed_by: Mapped[str | None] = mapped_column(String(64))
+    # The escalation policy as it was when the incident opened: edits never reach a running one.
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    closed_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -359,4 +373,85 @@ class CallRecord(Base):
     device_id: Mapped[str | None] = mapped_column(String(64))
     requested_by: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EscalationPolicy(Base):
+    """A versioned escalation policy. Rows are never edited: a change is a new version."""
+
+    __tablename__ = "escalation_policies"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_escalation_policies_name_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    types: Mapped[list[Any]] = mapped_column(default=list)
+    severities: Mapped[list[Any]] = mapped_column(default=list)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    tracks: Mapped[list[Any]] = mapped_column(default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EscalationTimer(Base):
+    """One durable timer per (incident, policy track).
+
+    ``token`` is the fencing token: a wake-up carries the token it was scheduled with, and
+    firing first bumps it with a conditional UPDATE, so a duplicate, late or stale wake-up
+    changes nothing.
+    """
+
+    __tablename__ = "escalation_timers"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "track", name="uq_escalation_timers_incident_track"),
+        Index("ix_escalation_timers_due", "state", "due_at"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("tmr"))
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    track: Mapped[str] = mapped_column(String(32))
+    step: Mapped[int] = mapped_column(Integer, default=0)  # the next step to run
+    due_at: Mapped[datetime] = mapped_column()
+    token: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending | done | cancelled
+    repeats: Mapped[dict[str, Any]] = mapped_column(default=dict)  # repeat-step index -> times taken
+    runs: Mapped[int] = mapped_column(Integer, default=0)  # steps run so far: the idempotency counter
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RoutingDecision(Base):
+    """A stored ranking: who was considered for an incident, in what order, and why."""
+
+    __tablename__ = "routing_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    service: Mapped[str] = mapped_column(String(32))
+    origin: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    estimator: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))  # redis | database
+    candidates: Mapped[list[Any]] = mapped_column(default=list)
+    excluded: Mapped[list[Any]] = mapped_column(default=list)
+    chosen_provider_id: Mapped[str | None] = mapped_column(String(40))
+    reachable_in_time: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Offer(Base):
+    """Work offered to one provider. offered -> accepted | declined | expired | withdrawn;
+    an accepted offer then moves en_route -> on_scene -> done."""
+
+    __tablename__ = "offers"
+    __table_args__ = (Index("ix_offers_provider_status", "provider_id", "status"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ofr"))
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"))
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("routing_decisions.id"))
+    rank: Mapped[int] = mapped_column(Integer)
+    eta_min: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(12), default="offered")
+    offered_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    responded_at: Mapped[datetime | None] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(String(500))
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,728 @@
+"""Escalation: running a policy's steps on durable timers.
+
+Theory of operation
+-------------------
+Each track of an incident's (snapshotted) policy has one row in ``escalation_timers``: the
+next step to run, when, and a fencing ``token``. Firing a timer is one transaction that
+
+1. locks the incident row (always first, so the API and the timers lock in one order);
+2. claims the timer with ``UPDATE ... SET token = token + 1 WHERE token = :seen AND
+   state = 'pending' AND due_at <= now``: a duplicate, stale or early wake-up matches no
+   row and does nothing;
+3. runs the steps from the pointer up to the next ``wait`` (which sets the new due time)
+   or the end of the track; every side effect is a row (timeline, offer, outbox message)
+   in the same transaction.
+
+So a step's effects commit exactly when the pointer moves past it: a crash before the
+commit loses nothing (the timer is still due), a crash after it repeats nothing.
+
+Wake-ups: the after-commit hook puts ``timer|token|incident`` into a Redis sorted set
+scored by due time, and every instance pops what is due (ZREM decides who tries first;
+the token decides who wins). A database sweep every ``sweep_s`` fires anything due for
+longer than ``sweep_grace_s``, which covers wake-ups Redis lost. Time comes from an
+injected :class:`~hotline.clock.Clock`, so tests move it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from dispatch import hooks
+from dispatch.errors import TransitionError
+from dispatch.notify.links import FamilyLinks
+from dispatch.notify.outbox import enqueue, enqueue_family_alerts
+from dispatch.policy import matches, parse_tracks, snapshot
+from dispatch.routing import ProviderInfo, Ranking, Router
+from hotline.clock import Clock, SystemClock
+from hotline.storage.models import (
+    OPEN_STATUSES,
+    Elder,
+    EscalationPolicy,
+    EscalationTimer,
+    Incident,
+    IncidentEvent,
+    Offer,
+    Provider,
+    RoutingDecision,
+)
+from hotline.tasks import raise_if_cancelling
+from hotline.views import incident_view, iso
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = ("accepted", "en_route", "on_scene", "resolved")
+DISPATCHED = ("dispatched", *ACCEPTED)
+# Incident types whose default service is emergency rescue.
+EMERGENCY_TYPES = frozenset({"sos", "fall", "emergency", "health", "heart_rate_abnormal", "inactivity"})
+MAX_STEPS_PER_FIRE = 200  # a guard: parse_tracks already forbids loops without a wait
+
+
+@dataclass(frozen=True)
+class EmergencyAction:
+    """What the ``emergency`` step does in this deployment."""
+
+    number: str | None  # called through telephony when set (telephony must be configured)
+    webhook_url: str | None  # posted to otherwise
+
+
+@dataclass
+class Effects:
+    """What a transaction wants announced once it has committed."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    notifications: int = 0
+
+
+@dataclass
+class Run:
+    """One transaction's view of an incident while steps run in it."""
+
+    session: AsyncSession
+    incident: Incident
+    elder: Elder
+    now: datetime
+    fx: Effects
+
+
+def condition(incident: Incident, name: str) -> bool:
+    if name == "acknowledged":
+        return incident.acknowledged_at is not None
+    if name == "dispatched":
+        return incident.status in DISPATCHED
+    if name == "accepted":
+        return incident.status in ACCEPTED
+    if name == "family_confirmed":
+        return incident.family_confirmed_at is not None
+    raise ValueError(name)
+
+
+def timer_snapshot(t: EscalationTimer) -> tuple[str, int, float, str, str]:
+    return (t.id, t.token, t.due_at.timestamp(), t.state, t.incident_id)
+
+
+hooks.watch(EscalationTimer, "timers", timer_snapshot)
+hooks.watch(Provider, "providers", ProviderInfo.of)
+
+
+async def lock_incident(session: AsyncSession, incident_id: str) -> Incident:
+    """Lock the incident row as the transaction's first statement and load it.
+
+    A no-op UPDATE takes PostgreSQL's row lock and SQLite's write lock alike; taken first, it
+    also spares SQLite a stale read snapshot that could not be upgraded to a write.
+    """
+    result = await session.execute(
+        update(Incident).where(Incident.id == incident_id).values(updated_at=Incident.updated_at)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise TransitionError(f"incident {incident_id} not found")
+    incident = await session.get(Incident, incident_id, populate_existing=True)
+    assert incident is not None
+    return incident
+
+
+def default_service(type_: str) -> str | None:
+    return "emergency_rescue" if type_ in EMERGENCY_TYPES else None
+
+
+async def choose_policy(session: AsyncSession, type_: str, severity: str) -> EscalationPolicy | None:
+    """The latest active version of the highest-priority policy that matches."""
+    rows = (
+        await session.scalars(
+            select(EscalationPolicy).order_by(
+                EscalationPolicy.priority.desc(), EscalationPolicy.name, EscalationPolicy.version.desc()
+            )
+        )
+    ).all()
+    seen: set[str] = set()
+    for p in rows:
+        if p.name in seen:
+            continue
+        seen.add(p.name)  # only the latest version of each name counts
+        if p.active and matches(p.types, p.severities, type_, severity):
+            return p
+    return None
+
+
+class Escalator:
+    """Runs policy steps inside the caller's transaction. No I/O but the database and routing."""
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        emergency: EmergencyAction,
+        links: FamilyLinks | None = None,
+        voice_enabled: bool = False,
+    ) -> None:
+        self.router = router
+        self.emergency = emergency
+        self.links = links
+        self.voice_enabled = voice_enabled
+        self.steps_run = 0
+
+    # -- starting --------------------------------------------------------------------
+
+    async def start(self, run: Run) -> None:
+        """Snapshot the matching policy into the incident and run every track up to its first wait."""
+        incident = run.incident
+        policy = await choose_policy(run.session, incident.type, incident.severity)
+        if policy is None:
+            self._timeline(run, "escalation.none", {"reason": "no policy matches"})
+            return
+        tracks = parse_tracks(policy.tracks)
+        incident.policy = snapshot(policy.name, policy.version, tracks)
+        self._timeline(run, "escalation.started", {"policy": policy.name, "version": policy.version})
+        for track in tracks:
+            timer = EscalationTimer(
+                incident_id=incident.id,
+                track=track["name"],
+                step=0,
+                due_at=run.now,
+                token=1,
+                state="pending",
+                repeats={},
+                runs=0,
+            )
+            run.session.add(timer)
+            await self.run_track(run, timer, due=run.now)
+
+    # -- running ----------------------------------------------------------------------
+
+    async def run_track(self, run: Run, timer: EscalationTimer, *, due: datetime) -> None:
+        incident, now = run.incident, run.now
+        policy = incident.policy or {}
+        track = next((t for t in policy.get("tracks", []) if t["name"] == timer.track), None)
+        if track is None:
+            timer.state = "cancelled"
+            return
+        steps: list[dict[str, Any]] = track["steps"]
+        for _ in range(MAX_STEPS_PER_FIRE):
+            if incident.status not in OPEN_STATUSES:
+                timer.state = "cancelled"
+                break
+            if (until := track.get("until")) and condition(incident, until):
+                timer.state = "done"
+                break
+            if timer.step >= len(steps):
+                timer.state = "done"
+                break
+            index = timer.step
+            step = steps[index]
+            if step["do"] == "wait":
+                timer.step = index + 1
+                timer.due_at = now + timedelta(seconds=step["seconds"])
+                break
+            if step["do"] == "repeat":
+                taken = int(timer.repeats.get(str(index), 0))
+                if taken < step["times"]:
+                    timer.repeats = {**timer.repeats, str(index): taken + 1}
+                    timer.step = step["from"]
+                else:
+                    timer.step = index + 1
+                continue
+            timer.step = index + 1
+            timer.runs += 1
+            record = {"track": timer.track, "step": index, "do": step["do"], "run": timer.runs}
+            if (unless := step.get("unless")) and condition(incident, unless):
+                self._timeline(run, "escalation.skipped", {**record, "unless": unless})
+                continue
+            detail = await self._act(run, step, f"esc:{incident.id}:{timer.track}:{timer.runs}")
+            self.steps_run += 1
+            self._timeline(run, "escalation.step", {**record, **detail, "due_at": iso(due), "fired_at": iso(now)})
+            due = now
+        timer.updated_at = now
+
+    async def _act(self, run: Run, step: dict[str, Any], key: str) -> dict[str, Any]:
+        do = step["do"]
+        if do == "notify":
+            return await self._notify(run, step, key)
+        if do == "offer":
+            offer, ranking = await self.offer(
+                run, timeout_s=step["timeout_s"], service=step.get("service"), actor="escalation"
+            )
+            return {"offer_id": offer.id if offer else None, "candidates": len(ranking.candidates) if ranking else 0}
+        if do == "call":
+            return {"number": step["number"], "queued": await self._voice(run, step["number"], key, "escalation")}
+        if do == "webhook":
+            return {"url": step["url"], "queued": await self._webhook(run, step["url"], key, step.get("message"))}
+        if do == "emergency":
+            if self.emergency.number and self.voice_enabled:
+                await self._voice(run, self.emergency.number, key, "emergency")
+                return {"action": "call", "number": self.emergency.number}
+            if self.emergency.webhook_url:
+                await self._webhook(run, self.emergency.webhook_url, key, "emergency")
+                return {"action": "webhook", "url": self.emergency.webhook_url}
+            await self._console(run, "role:supervisor", key, "没有配置紧急处置方式（120 电话或 webhook），请人工处置")
+            return {"action": "none", "detail": "no emergency number with telephony, and no emergency webhook"}
+        raise ValueError(do)
+
+    async def _notify(self, run: Run, step: dict[str, Any], key: str) -> dict[str, Any]:
+        to: str = step["to"]
+        if to == "family":
+            # The first alert keeps one key per contact, so a retried or merged start cannot send it
+            # twice; a reminder (a step with a message) is keyed by its run.
+            message = step.get("message")
+            n = await enqueue_family_alerts(
+                run.session,
+                incident=incident_view(run.incident),
+                elder=run.elder,
+                now=run.now,
+                tag="created" if message is None else f"reminder:{key}",
+                event_type="incident.created" if message is None else "incident.reminder",
+                message=message,
+                links=self.links,
+            )
+            run.fx.notifications += n
+            return {"to": "family", "queued": n}
+        await self._console(run, to, key, step.get("message"))
+        return {"to": to, "queued": 1}
+
+    async def _queue(
+        self, run: Run, *, key: str, channel: str, target: str, event_type: str, payload: dict[str, Any]
+    ) -> bool:
+        queued = await enqueue(
+            run.session,
+            key=key,
+            channel=channel,
+            target=target,
+            event_type=event_type,
+            payload=payload,
+            now=run.now,
+            elder_id=run.incident.elder_id,
+            incident_id=run.incident.id,
+        )
+        run.fx.notifications += int(queued)
+        return queued
+
+    async def _console(self, run: Run, to: str, key: str, message: str | None) -> None:
+        i = run.incident
+        payload = {
+            "type": "escalation.alert",
+            "incident_id": i.id,
+            "elder_id": i.elder_id,
+            "incident_type": i.type,
+            "severity": i.severity,
+            "status": i.status,
+            "message": message or f"警情 {i.type} 需要处理（状态 {i.status}）",
+            "at": iso(run.now),
+        }
+        await self._queue(run, key=key, channel="console", target=to, event_type="escalation.alert", payload=payload)
+
+    async def _voice(self, run: Run, number: str, key: str, purpose: str) -> bool:
+        payload = {"purpose": purpose, "incident_id": run.incident.id, "elder_id": run.incident.elder_id}
+        return await self._queue(
+            run, key=key, channel="voice", target=number, event_type=f"incident.{purpose}", payload=payload
+        )
+
+    async def _webhook(self, run: Run, url: str, key: str, message: str | None) -> bool:
+        i, elder = run.incident, run.elder
+        payload = {
+            "type": "incident.escalation",
+            "timestamp": iso(run.now),
+            "data": {
+                "incident_id": i.id,
+                "incident_type": i.type,
+                "severity": i.severity,
+                "status": i.status,
+                "message": message,
+                "elder": {"id": elder.id, "name": elder.name, "address": elder.address},
+                "location": i.location or {"lat": elder.lat, "lon": elder.lon},
+            },
+        }
+        return await self._queue(
+            run, key=key, channel="webhook", target=url, event_type="incident.escalation", payload=payload
+        )
+
+    # -- offers ----------------------------------------------------------------------
+
+    async def offer(
+        self,
+        run: Run,
+        *,
+        timeout_s: int,
+        actor: str,
+        service: str | None = None,
+        provider_id: str | None = None,
+    ) -> tuple[Offer | None, Ranking | None]:
+        """Expire what is outstanding, rank afresh, store the ranking and offer to the best
+        (or to ``provider_id``, an operator's choice, when it passes the same filters)."""
+        session, incident, now = run.session, run.incident, run.now
+        service = service or incident.service or default_service(incident.type)
+        if service is None:
+            self._timeline(run, "routing.skipped", {"reason": "the incident has no service"})
+            return None, None
+        outstanding = (
+            await session.scalars(select(Offer).where(Offer.incident_id == incident.id, Offer.status == "offered"))
+        ).all()
+        for o in outstanding:
+            o.status = "expired" if o.expires_at <= now else "withdrawn"
+            o.responded_at, o.updated_at = now, now
+            run.fx.messages.append(offer_message(o, incident, "offer.closed"))
+        tried = (await session.scalars(select(Offer.provider_id).where(Offer.incident_id == incident.id))).all()
+        loc = incident.location or {}
+        lat, lon = float(loc.get("lat", run.elder.lat)), float(loc.get("lon", run.elder.lon))
+        ranking = await self.router.rank(service, lat, lon, now=now, exclude=tried, session=session)
+        chosen = ranking.best
+        if provider_id is not None:
+            chosen = next((c for c in ranking.candidates if c["provider_id"] == provider_id), None)
+            if chosen is None:
+                why = next(
+                    (x["reason"] for x in ranking.excluded if x["provider_id"] == provider_id), "not a candidate"
+                )
+                raise TransitionError(f"provider {provider_id} cannot take this incident: {why}")
+        decision = RoutingDecision(
+            incident_id=incident.id,
+            at=now,
+            service=service,
+            origin=ranking.origin,
+            estimator=ranking.estimator,
+            source=ranking.source,
+            candidates=ranking.candidates,
+            excluded=ranking.excluded,
+            chosen_provider_id=chosen["provider_id"] if chosen else None,
+            reachable_in_time=ranking.reachable_in_time,
+        )
+        session.add(decision)
+        await session.flush()
+        if chosen is None:
+            self._timeline(run, "routing.no_candidate", {"decision_id": decision.id, "service": service})
+            await self._console(run, "role:supervisor", f"route:{incident.id}:none", "没有可派单的服务商，请人工处置")
+            return None, ranking
+        if not chosen["within_reach"]:
+            minutes = self.router.policy.reach_min
+            self._timeline(
+                run,
+                "routing.out_of_reach",
+                {"decision_id": decision.id, "eta_min": chosen["eta_min"], "reach_min": minutes},
+            )
+            await self._console(
+                run,
+                "role:supervisor",
+                f"route:{incident.id}:reach",
+                f"{minutes:g}分钟服务圈内没有服务商，最近的需要约 {chosen['eta_min']:.0f} 分钟",
+            )
+        offer = Offer(
+            incident_id=incident.id,
+            provider_id=chosen["provider_id"],
+            decision_id=decision.id,
+            rank=chosen["rank"],
+            eta_min=chosen["eta_min"],
+            status="offered",
+            offered_at=now,
+            expires_at=now + timedelta(seconds=timeout_s),
+            updated_at=now,
+        )
+        session.add(offer)
+        provider = await session.get(Provider, chosen["provider_id"])
+        if provider is not None:
+            provider.last_offered_at, provider.updated_at = now, now
+        if incident.status in ("open", "acknowledged"):
+            incident.status = "dispatched"
+        incident.service = service
+        incident.updated_at = now
+        await session.flush()
+        self._timeline(
+            run,
+            "offer.sent",
+            {
+                "offer_id": offer.id,
+                "provider_id": offer.provider_id,
+                "rank": offer.rank,
+                "eta_min": offer.eta_min,
+                "decision_id": decision.id,
+                "by": actor,
+            },
+        )
+        run.fx.messages.append(offer_message(offer, incident, "offer.created", elder=run.elder))
+        run.fx.messages.append(incident_message(incident))
+        return offer, ranking
+
+    # -- helpers ---------------------------------------------------------------------
+
+    @staticmethod
+    def _timeline(run: Run, kind: str, data: dict[str, Any]) -> None:
+        run.session.add(IncidentEvent(incident_id=run.incident.id, at=run.now, kind=kind, actor="system", data=data))
+
+
+def offer_message(o: Offer, incident: Incident, type_: str, *, elder: Elder | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type_, "to_provider": o.provider_id, "offer": offer_view(o)}
+    if elder is not None:
+        # What a provider needs to go: the address and the kind of help, not the medical file.
+        out["incident"] = {
+            "id": incident.id,
+            "type": incident.type,
+            "severity": incident.severity,
+            "service": incident.service,
+            "address": elder.address,
+            "location": incident.location or {"lat": elder.lat, "lon": elder.lon},
+        }
+    return out
+
+
+def incident_message(incident: Incident) -> dict[str, Any]:
+    return {
+        "type": "incident.updated",
+        "elder_id": incident.elder_id,
+        "incident": {
+            "id": incident.id,
+            "elder_id": incident.elder_id,
+            "status": incident.status,
+            "provider_id": incident.provider_id,
+            "updated_at": iso(incident.updated_at),
+        },
+    }
+
+
+def offer_view(o: Offer) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "incident_id": o.incident_id,
+        "provider_id": o.provider_id,
+        "rank": o.rank,
+        "eta_min": o.eta_min,
+        "status": o.status,
+        "offered_at": iso(o.offered_at),
+        "expires_at": iso(o.expires_at),
+        "responded_at": iso(o.responded_at),
+        "reason": o.reason,
+        "location": o.location,
+        "decision_id": o.decision_id,
+    }
+
+
+class EscalationEngine:
+    """Fires due timers. Owned by the app: ``run()`` is cancelled on shutdown."""
+
+    def __init__(
+        self,
+        sm: async_sessionmaker[AsyncSession],
+        redis: aioredis.Redis | None,
+        escalator: Escalator,
+        *,
+        prefix: str,
+        clock: Clock | None = None,
+        sweep_s: float = 1.0,
+        sweep_grace_s: float = 0.5,
+        concurrency: int = 8,
+        publish: Any = None,
+        on_notifications: Any = None,
+    ) -> None:
+        self._sm = sm
+        self._redis = redis
+        self.escalator = escalator
+        self.key = f"{prefix}:timers"
+        self._clock = clock or SystemClock()
+        self._sweep_s = sweep_s
+        self._grace = timedelta(seconds=sweep_grace_s)
+        self._limit = asyncio.Semaphore(concurrency)
+        self._publish = publish
+        self._on_notifications = on_notifications
+        self._to_schedule: dict[str, tuple[str, int, float, str, str]] = {}
+        self._wake = asyncio.Event()
+        self._next_sweep = 0.0
+        self.fired = 0
+        self.stale = 0
+        self.errors = 0
+
+    # The after-commit sink: runs synchronously in the committing coroutine, so it only queues.
+    def on_commit(self, snapshots: list[tuple[str, int, float, str, str]]) -> None:
+        for snap in snapshots:
+            self._to_schedule[snap[0]] = snap
+        self._wake.set()
+
+    async def _schedule(self) -> None:
+        if not self._to_schedule:
+            return
+        batch, self._to_schedule = self._to_schedule, {}
+        live = [s for s in batch.values() if s[3] == "pending"]
+        if self._redis is None or not live:
+            return
+        try:
+            await self._redis.zadd(self.key, {f"{tid}|{token}|{inc}": due for tid, token, due, _state, inc in live})
+        except (RedisError, OSError) as exc:
+            raise_if_cancelling()
+            # The sweep finds these in the database; nothing is lost, only later.
+            log.warning("could not schedule %d timer wake-ups in redis (%s); the sweep will fire them", len(live), exc)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._schedule()
+                await self.run_due()
+                delay = await self._idle_delay()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                raise_if_cancelling()
+                log.exception("escalation cycle failed; retrying")
+                delay = 1.0
+            self._wake.clear()
+            if self._to_schedule:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _idle_delay(self) -> float:
+        """Sleep until the earliest wake-up or the next sweep, whichever is sooner (at most 1 s)."""
+        delay = min(1.0, max(0.0, self._next_sweep - time.monotonic()))
+        if self._redis is None:
+            return delay
+        try:
+            head = await self._redis.zrange(self.key, 0, 0, withscores=True)
+        except (RedisError, OSError):
+            raise_if_cancelling()
+            return delay
+        if head:
+            delay = min(delay, max(0.0, float(head[0][1]) - self._clock.now().timestamp()))
+        return max(0.01, delay)
+
+    async def run_due(self, *, sweep: bool | None = None) -> int:
+        """Fire everything due now; returns how many steps' timers fired. Tests call this after moving the clock."""
+        now = self._clock.now()
+        wakeups: list[tuple[str, int, str]] = []
+        if self._redis is not None:
+            try:
+                members: list[Any] = list(
+                    await self._redis.zrangebyscore(self.key, "-inf", now.timestamp(), start=0, num=200)
+                )
+                for m in members:
+                    member = m.decode() if isinstance(m, bytes) else str(m)
+                    if await self._redis.zrem(self.key, member):  # another instance may have taken it
+                        tid, token, inc = member.split("|")
+                        wakeups.append((tid, int(token), inc))
+            except (RedisError, OSError) as exc:
+                raise_if_cancelling()
+                log.warning("redis wake-ups unavailable (%s); relying on the sweep", exc)
+        if sweep or (sweep is None and time.monotonic() >= self._next_sweep):
+            self._next_sweep = time.monotonic() + self._sweep_s
+            async with self._sm() as session:
+                rows = (
+                    await session.execute(
+                        select(EscalationTimer.id, EscalationTimer.token, EscalationTimer.incident_id)
+                        .where(EscalationTimer.state == "pending", EscalationTimer.due_at <= now - self._grace)
+                        .order_by(EscalationTimer.due_at)
+                        .limit(500)
+                    )
+                ).all()
+            wakeups += [(r[0], r[1], r[2]) for r in rows]
+        if not wakeups:
+            return 0
+        results = await asyncio.gather(*(self._fire_limited(*w) for w in dict.fromkeys(wakeups)))
+        return sum(results)
+
+    async def _fire_limited(self, timer_id: str, token: int, incident_id: str) -> bool:
+        async with self._limit:
+            try:
+                return await self.fire(timer_id, token, incident_id)
+            except OperationalError as exc:
+                # Lock timeouts and dropped connections: the timer is still due, so the sweep retries it.
+                self.errors += 1
+                log.warning("timer %s could not fire (%s); it stays due", timer_id, exc.orig)
+            except Exception:
+                raise_if_cancelling()
+                self.errors += 1
+                log.exception("timer %s failed; it stays due", timer_id)
+            return False
+
+    async def fire(self, timer_id: str, token: int, incident_id: str) -> bool:
+        """Run a timer's due steps if ``token`` is still current. Safe to call any number of times."""
+        fx = Effects()
+        async with self._sm() as session, session.begin():
+            now = self._clock.now()
+            try:
+                incident = await lock_incident(session, incident_id)
+            except TransitionError:
+                return False
+            claimed = await session.execute(
+                update(EscalationTimer)
+                .where(
+                    EscalationTimer.id == timer_id,
+                    EscalationTimer.token == token,
+                    EscalationTimer.state == "pending",
+                    EscalationTimer.due_at <= now,
+                )
+                .values(token=token + 1)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                self.stale += 1
+                return False
+            timer = await session.get(EscalationTimer, timer_id, populate_existing=True)
+            elder = await session.scalar(
+                select(Elder).where(Elder.id == incident.elder_id).options(selectinload(Elder.contacts))
+            )
+            assert timer is not None
+            assert elder is not None
+            await self.escalator.run_track(Run(session, incident, elder, now, fx), timer, due=timer.due_at)
+        self.fired += 1
+        await self.announce(fx)
+        return True
+
+    async def announce(self, fx: Effects) -> None:
+        if fx.notifications and self._on_notifications is not None:
+            self._on_notifications()
+        if self._publish is not None:
+            for message in fx.messages:
+                await self._publish(message)
+
+
+async def poke(session: AsyncSession, incident_id: str, now: datetime, *, tracks_with: str = "offer") -> int:
+    """Make the tracks that contain a ``tracks_with`` step due now (a decline moves on at once)."""
+    incident = await session.get(Incident, incident_id)
+    if incident is None or not incident.policy:
+        return 0
+    names = {t["name"] for t in incident.policy["tracks"] if any(s["do"] == tracks_with for s in t["steps"])}
+    timers = (
+        await session.scalars(
+            select(EscalationTimer).where(
+                EscalationTimer.incident_id == incident_id,
+                EscalationTimer.state == "pending",
+                EscalationTimer.track.in_(names),
+            )
+        )
+    ).all()
+    for t in timers:
+        t.due_at, t.token, t.updated_at = now, t.token + 1, now
+    return len(timers)
+
+
+async def settle(session: AsyncSession, incident: Incident, now: datetime) -> None:
+    """End the timers an incident's new state has made moot, now rather than at their next wake-up."""
+    timers = (
+        await session.scalars(
+            select(EscalationTimer).where(
+                EscalationTimer.incident_id == incident.id, EscalationTimer.state == "pending"
+            )
+        )
+    ).all()
+    if not timers:
+        return
+    tracks = {t["name"]: t for t in (incident.policy or {}).get("tracks", [])}
+    for t in timers:
+        until = tracks.get(t.track, {}).get("until")
+        if incident.status not in OPEN_STATUSES:
+            t.state = "cancelled"
+        elif until and condition(incident, until):
+            t.state = "done"
+        else:
+            continue
+        t.token, t.updated_at = t.token + 1, now
+
+
+def pending_summary(timers: Sequence[EscalationTimer]) -> list[dict[str, Any]]:
+    return [
+        {"track": t.track, "step": t.step, "due_at": iso(t.due_at), "state": t.state, "runs": t.runs} for t in timers
+    ]

@@ -1,0 +1,118 @@
+"""Outbox senders besides webhooks: an SMS gateway over plain HTTP, voice calls through
+telephony, and the operator console.
+
+Each raises :class:`~dispatch.errors.DeliveryError` on failure, ``permanent`` when a retry
+cannot help; the outbox does the retrying and records the delivery state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import aiohttp
+
+from dispatch.errors import DeliveryError
+from hotline.storage.models import Notification
+
+TYPE_TEXT = {
+    "incident.created": "【12349】{elder}发生{type}警情，地址：{address}。",
+    "incident.reminder": "【12349】{elder}的{type}警情仍在处理中。{message}",
+}
+TYPE_NAMES = {"sos": "紧急呼救", "fall": "跌倒", "emergency": "紧急", "health": "健康"}
+
+
+def sms_text(n: Notification) -> str:
+    """The SMS body: short, Chinese, with the confirm link when there is one."""
+    data: dict[str, Any] = n.payload.get("data", {})
+    elder = data.get("elder", {})
+    template = TYPE_TEXT.get(n.event_type, "【12349】{elder}：{message}")
+    text = template.format(
+        elder=elder.get("name", ""),
+        type=TYPE_NAMES.get(data.get("incident_type", ""), data.get("incident_type", "")),
+        address=elder.get("address", ""),
+        message=data.get("message") or "",
+    )
+    if url := data.get("confirm_url"):
+        text += f"您如正在赶往，请点击确认：{url}"
+    return text
+
+
+class SmsGatewaySender:
+    """POSTs ``{"id", "to", "text"}`` as JSON to a configurable gateway URL, with an optional
+    bearer token. Most Chinese SMS platforms sit behind such a relay; the message ``id`` lets
+    the gateway drop the duplicates that at-least-once delivery implies."""
+
+    def __init__(
+        self, http: aiohttp.ClientSession, url: str, *, token: str | None = None, timeout_s: float = 10
+    ) -> None:
+        self._http = http
+        self._url = url
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def __call__(self, n: Notification) -> None:
+        body = json.dumps({"id": n.id, "to": n.target, "text": sms_text(n)}, ensure_ascii=False).encode()
+        hdrs = {"content-type": "application/json", "idempotency-key": n.id}
+        if self._token:
+            hdrs["authorization"] = f"Bearer {self._token}"
+        try:
+            async with self._http.post(self._url, data=body, headers=hdrs, timeout=self._timeout) as resp:
+                if 200 <= resp.status < 300:
+                    return
+                permanent = 400 <= resp.status < 500 and resp.status not in (408, 409, 429)
+                raise DeliveryError(f"SMS gateway answered HTTP {resp.status}", permanent=permanent)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"SMS gateway: {type(exc).__name__}: {exc}") from exc
+
+
+class CallPlacer(Protocol):
+    async def call_out(
+        self,
+        *,
+        number: str,
+        purpose: str,
+        requested_by: str,
+        idempotency_key: str | None = None,
+        elder_id: str | None = None,
+        incident_id: str | None = None,
+    ) -> dict[str, Any]: ...
+
+
+class VoiceSender:
+    """Places the call through telephony. The answered call joins the 12349 queue, so an
+    operator talks to whoever picks up (a relative, or 120)."""
+
+    def __init__(self, telephony: CallPlacer) -> None:
+        self._telephony = telephony
+
+    async def __call__(self, n: Notification) -> None:
+        record = await self._telephony.call_out(
+            number=n.target,
+            purpose=str(n.payload.get("purpose", "notification")),
+            requested_by="outbox",
+            idempotency_key=f"outbox:{n.id}",  # a retried delivery dials once
+            elder_id=n.elder_id,
+            incident_id=n.incident_id,
+        )
+        if record.get("state") == "ended" and record.get("outcome") == "failed":
+            raise DeliveryError(f"call could not be placed: {record.get('detail') or 'failed'}")
+
+
+class ConsoleSender:
+    """Publishes to the console feed: ``role:<role>`` to that role, ``user:<id>`` to one user."""
+
+    def __init__(self, publish: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        self._publish = publish
+
+    async def __call__(self, n: Notification) -> None:
+        message = {**n.payload, "notification_id": n.id}
+        kind, _, who = n.target.partition(":")
+        if kind == "role":
+            message["audience"] = [who]
+        elif kind == "user":
+            message["to_user"] = who
+        else:
+            raise DeliveryError(f"console target must be role:<role> or user:<id>, got {n.target!r}", permanent=True)
+        await self._publish(message)

@@ -1,0 +1,354 @@
+"""Incident and offer transitions, for the API: one locked transaction each.
+
+The state machine::
+
+    open -> acknowledged -> dispatched -> accepted -> en_route -> on_scene -> resolved
+      \\____________\\_____________\\___________\\__________\\___________\\-> resolved | cancelled
+
+Acknowledging is also recorded on its own (``acknowledged_at``), because an automatic
+offer may have moved the status to ``dispatched`` before an operator picks the alarm up.
+Every transition writes the timeline and the audit log, ends the escalation tracks it
+makes moot, and is announced on the console feed after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from dispatch.errors import NotYoursError, TransitionError
+from dispatch.escalation import (
+    ACCEPTED,
+    Effects,
+    EscalationEngine,
+    Escalator,
+    Run,
+    incident_message,
+    lock_incident,
+    offer_message,
+    offer_view,
+    poke,
+    settle,
+)
+from dispatch.incidents import IncidentCreated, Incidents
+from hotline.clock import Clock, SystemClock
+from hotline.storage.models import (
+    OPEN_STATUSES,
+    AuditEntry,
+    Elder,
+    EmergencyContact,
+    Incident,
+    IncidentEvent,
+    Offer,
+    Provider,
+)
+from hotline.views import incident_view
+
+log = logging.getLogger(__name__)
+
+PROGRESS = {
+    "en_route": ("accepted",),
+    "on_scene": ("accepted", "en_route"),
+    "done": ("accepted", "en_route", "on_scene"),
+}
+
+Publish = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class DispatchService:
+    def __init__(
+        self,
+        sm: async_sessionmaker[AsyncSession],
+        incidents: Incidents,
+        engine: EscalationEngine,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self._sm = sm
+        self.incidents = incidents
+        self.engine = engine
+        self._clock = clock or SystemClock()
+
+    @property
+    def escalator(self) -> Escalator:
+        assert self.incidents.escalator is not None
+        return self.incidents.escalator
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    # -- operators ---------------------------------------------------------------------
+
+    async def create(self, *, elder_id: str, actor: str, **kwargs: Any) -> tuple[dict[str, Any], bool]:
+        """An operator-created incident; returns its view and whether it merged into an open one."""
+        async with self._sm() as session, session.begin():
+            elder = await session.scalar(
+                select(Elder).where(Elder.id == elder_id).options(selectinload(Elder.contacts))
+            )
+            if elder is None:
+                raise TransitionError(f"elder {elder_id} does not exist")
+            incident, created = await self.incidents.open(session, elder=elder, actor=actor, now=self.now(), **kwargs)
+            self._audit(session, actor, "incident.create", incident.id, type=incident.type)
+        await self._announce_created(created)
+        return created.incident, created.merged
+
+    async def _announce_created(self, created: IncidentCreated) -> None:
+        fx = Effects(messages=created.messages(), notifications=created.notifications)
+        await self.engine.announce(fx)
+
+    async def acknowledge(self, incident_id: str, actor: str) -> dict[str, Any]:
+        async def move(session: AsyncSession, incident: Incident, now: datetime, fx: Effects) -> None:
+            self._require_open(incident, "acknowledge")
+            if incident.acknowledged_at is not None:
+                return  # a second operator's click changes nothing
+            incident.acknowledged_at, incident.acknowledged_by = now, actor
+            if incident.status == "open":
+                incident.status = "acknowledged"
+            self._event(session, incident, now, kind="acknowledged", actor=actor, data={})
+
+        return await self._transition(incident_id, actor, "incident.acknowledge", move)
+
+    async def dispatch(
+        self, incident_id: str, actor: str, *, provider_id: str | None, service: str | None, timeout_s: int
+    ) -> dict[str, Any]:
+        async def move(session: AsyncSession, incident: Incident, now: datetime, fx: Effects) -> None:
+            self._require_open(incident, "dispatch")
+            if incident.status in ACCEPTED:
+                raise TransitionError(f"incident {incident.id} is already {incident.status}")
+            elder = await self._elder(session, incident)
+            offer, _ranking = await self.escalator.offer(
+                Run(session, incident, elder, now, fx),
+                timeout_s=timeout_s,
+                service=service,
+                provider_id=provider_id,
+                actor=actor,
+            )
+            if offer is None:
+                raise TransitionError("no provider can take this incident now; see the routing decision")
+            if incident.acknowledged_at is None:
+                incident.acknowledged_at, incident.acknowledged_by = now, actor
+            # The operator's offer restarts the provider track's clock from now.
+            await poke(session, incident.id, now)
+
+        return await self._transition(incident_id, actor, "incident.dispatch", move)
+
+    async def close(self, incident_id: str, actor: str, *, status: str, note: str | None) -> dict[str, Any]:
+        async def move(session: AsyncSession, incident: Incident, now: datetime, fx: Effects) -> None:
+            self._require_open(incident, "resolve" if status == "resolved" else "cancel")
+            await self._finish(
+                Run(session, incident, await self._elder(session, incident), now, fx),
+                status=status,
+                actor=actor,
+                note=note,
+            )
+
+        return await self._transition(incident_id, actor, f"incident.{status}", move)
+
+    async def family_confirm(
+        self, incident_id: str, actor: str, *, contact_id: int | None = None, elder_id: str | None = None
+    ) -> dict[str, Any]:
+        """A relative says "I'm on my way". ``elder_id``: the family account's elder, checked here."""
+
+        async def move(session: AsyncSession, incident: Incident, now: datetime, fx: Effects) -> None:
+            if elder_id is not None and incident.elder_id != elder_id:
+                raise NotYoursError(f"incident {incident.id} not found")
+            who = actor
+            if contact_id is not None:
+                contact = await session.get(EmergencyContact, contact_id)
+                if contact is None or contact.elder_id != incident.elder_id:
+                    raise NotYoursError("the link does not belong to this incident")
+                who = f"contact:{contact.id}"
+            self._require_open(incident, "confirm")
+            if incident.family_confirmed_at is None:
+                incident.family_confirmed_at, incident.family_confirmed_by = now, who
+            self._event(session, incident, now, kind="family.on_the_way", actor=who, data={"contact_id": contact_id})
+
+        return await self._transition(incident_id, actor, "incident.family_confirm", move)
+
+    # -- providers ----------------------------------------------------------------------
+
+    async def respond(
+        self, offer_id: str, provider_id: str, actor: str, *, accept: bool, reason: str | None
+    ) -> dict[str, Any]:
+        incident_id = await self._offer_incident(offer_id, provider_id)
+
+        async def move(session: AsyncSession, incident: Incident, now: datetime, fx: Effects) -> None:
+            offer = await self._offer(session, offer_id, provider_id)
+            if offer.status != "offered":
+                raise TransitionError(f"offer {offer.id} is {offer.status}")
+            if offer.expires_at <= now:
+                raise TransitionError(f"offer {offer.id} expired at {offer.expires_at.isoformat()}")
+            if accept:
+                self._require_open(incident, "accept")
+                if incident.status in ACCEPTED:
+                    raise TransitionError(f"incident {incident.id} is already {incident.status}")
+                provider = await session.get(Provider, provider_id)
+                assert provider is not None
+                if provider.current_load >= provider.capacity:
+                    raise TransitionError(f"provider is at capacity ({provider.current_load}/{provider.capacity})")
+                provider.current_load += 1
+                provider.updated_at = now
+                offer.status = "accepted"
+                incident.status, incident.provider_id = "accepted", provider_id
+                others = (
+                    await session.scalars(
+                        select(Offer).where(
+                            Offer.incident_id == incident.id, Offer.status == "offered", Offer.id != offer.id
+                        )
+                    )
+                ).all()
+                for o in others:
+                    o.status, o.responded_at, o.updated_at = "withdrawn", now, now
+                    fx.messages.append(offer_message(o, incident, "offer.closed"))
+            else:
+                offer.status, offer.reason = "declined", reason
+                # The next candidate is offered now, not when the timeout would have run out.
+                await poke(session, incident.id, now)
+            offer.responded_at, offer.updated_at = now, now
+            self._event(
+                session,
+                incident,
+                now,
+                kind="offer.accepted" if accept else "offer.declined",
+                actor=actor,
+                data={"offer_id": offer.id, "provider_id": provider_id, "reason": reason},
+            )
+            fx.messages.append(offer_message(offer, incident, "offer.updated"))
+
+        return await self._transition(incident_id, actor, "offer.accept" if accept else "offer.decline", move, offer_id)
+
+    async def progress(
+        self, offer_id: str, provider_id: str, actor: str, *, step: str, location: dict[str, float] | None
+    ) -> dict[str, Any]:
+        incident_id = await self._offer_incident(offer_id, provider_id)
+
+        async def move(session: AsyncSession, incident: Incident, now: datetime, fx: Effects) -> None:
+            offer = await self._offer(session, offer_id, provider_id)
+            if offer.status not in PROGRESS[step]:
+                raise TransitionError(f"offer {offer.id} is {offer.status}; cannot report {step}")
+            self._require_open(incident, step)
+            offer.status, offer.updated_at = step, now
+            if location is not None:
+                offer.location = {**location, "at": now.isoformat()}
+            self._event(
+                session,
+                incident,
+                now,
+                kind=f"provider.{step}",
+                actor=actor,
+                data={"offer_id": offer.id, "location": location},
+            )
+            if step == "done":
+                run = Run(session, incident, await self._elder(session, incident), now, fx)
+                await self._finish(run, status="resolved", actor=actor, note="provider done")
+            else:
+                incident.status = step
+            fx.messages.append(offer_message(offer, incident, "offer.updated"))
+
+        return await self._transition(incident_id, actor, f"offer.{step}", move, offer_id)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def _transition(
+        self,
+        incident_id: str,
+        actor: str,
+        action: str,
+        move: Callable[[AsyncSession, Incident, datetime, Effects], Awaitable[None]],
+        offer_id: str | None = None,
+    ) -> dict[str, Any]:
+        fx = Effects()
+        async with self._sm() as session, session.begin():
+            incident = await lock_incident(session, incident_id)
+            now = self.now()
+            before = incident.status
+            await move(session, incident, now, fx)
+            incident.updated_at = now
+            await settle(session, incident, now)
+            self._audit(session, actor, action, incident.id, before=before, after=incident.status, offer_id=offer_id)
+            fx.messages.append(incident_message(incident))
+            out = await self.detail(session, incident)
+        await self.engine.announce(fx)
+        log.info("transition %s incident_id=%s %s -> %s by=%s", action, incident_id, before, out["status"], actor)
+        return out
+
+    @staticmethod
+    async def _finish(run: Run, *, status: str, actor: str, note: str | None) -> None:
+        """Resolve or cancel: free the provider's slot and withdraw what is still on offer."""
+        session, incident, now, fx = run.session, run.incident, run.now, run.fx
+        if incident.provider_id is not None and incident.status in ACCEPTED:
+            provider = await session.get(Provider, incident.provider_id)
+            if provider is not None and provider.current_load > 0:
+                provider.current_load -= 1
+                provider.updated_at = now
+        open_offers = (
+            await session.scalars(
+                select(Offer).where(
+                    Offer.incident_id == incident.id, Offer.status.in_(("offered", "accepted", "en_route", "on_scene"))
+                )
+            )
+        ).all()
+        for o in open_offers:
+            o.status = "withdrawn" if o.status == "offered" else "done"
+            o.responded_at = o.responded_at or now
+            o.updated_at = now
+            fx.messages.append(offer_message(o, incident, "offer.closed"))
+        incident.status, incident.closed_at = status, now
+        DispatchService._event(session, incident, now, kind=status, actor=actor, data={"note": note})
+
+    @staticmethod
+    def _require_open(incident: Incident, what: str) -> None:
+        if incident.status not in OPEN_STATUSES:
+            raise TransitionError(f"cannot {what}: incident {incident.id} is {incident.status}")
+
+    @staticmethod
+    def _event(
+        session: AsyncSession, incident: Incident, now: datetime, *, kind: str, actor: str, data: dict[str, Any]
+    ) -> None:
+        session.add(IncidentEvent(incident_id=incident.id, at=now, kind=kind, actor=actor, data=data))
+
+    def _audit(self, session: AsyncSession, actor: str, action: str, incident_id: str, **detail: Any) -> None:
+        session.add(
+            AuditEntry(
+                at=self.now(), actor=actor, action=action, target_type="incident", target_id=incident_id, detail=detail
+            )
+        )
+
+    async def _elder(self, session: AsyncSession, incident: Incident) -> Elder:
+        elder = await session.scalar(
+            select(Elder).where(Elder.id == incident.elder_id).options(selectinload(Elder.contacts))
+        )
+        assert elder is not None
+        return elder
+
+    async def _offer_incident(self, offer_id: str, provider_id: str) -> str:
+        async with self._sm() as session:
+            row = (
+                await session.execute(select(Offer.incident_id, Offer.provider_id).where(Offer.id == offer_id))
+            ).first()
+        if row is None or row[1] != provider_id:
+            raise NotYoursError(f"offer {offer_id} not found")
+        return str(row[0])
+
+    @staticmethod
+    async def _offer(session: AsyncSession, offer_id: str, provider_id: str) -> Offer:
+        offer = await session.get(Offer, offer_id, populate_existing=True)
+        if offer is None or offer.provider_id != provider_id:
+            raise NotYoursError(f"offer {offer_id} not found")
+        return offer
+
+    async def detail(self, session: AsyncSession, incident: Incident) -> dict[str, Any]:
+        out = incident_view(incident)
+        offers = (
+            await session.scalars(
+                select(Offer).where(Offer.incident_id == incident.id).order_by(Offer.offered_at, Offer.id)
+            )
+        ).all()
+        out["offers"] = [offer_view(o) for o in offers]
+        return out
