@@ -291,7 +291,7 @@ async def test_a_full_sos_escalation_step_by_step_under_an_injected_clock(world:
     assert [n.target for n in emergency] == ["http://127.0.0.1:9/emergency"]
     assert await supervisor_alerts() == 4
     steps = [e.data for e in await world.timeline(incident_id, "escalation.step")]
-    assert [s for s in steps if s["track"] == "emergency"][0]["action"] == "webhook"
+    assert next(s for s in steps if s["track"] == "emergency")["action"] == "webhook"
 
     # The fourth let its offer run out at t=240; a fifth station joins and is offered at t=360.
     fifth = await world.provider("五号站", 2000)
@@ -397,7 +397,7 @@ async def test_a_new_policy_version_never_changes_a_running_escalation(world: Wo
                         "until": "acknowledged",
                         "steps": [{"do": "wait", "seconds": 5}, {"do": "notify", "to": "role:admin"}],
                     }
-                ],  # fmt: skip
+                ],
                 created_by="test",
             )
         )
