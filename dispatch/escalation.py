@@ -58,6 +58,7 @@ from hotline.storage.models import (
     Offer,
     Provider,
     RoutingDecision,
+    new_id,
 )
 from hotline.tasks import raise_if_cancelling
 from hotline.views import incident_view, iso
@@ -96,6 +97,7 @@ class Run:
     elder: Elder
     now: datetime
     fx: Effects
+    fresh: bool = False  # the incident is being opened in this transaction: it has no offers yet
 
 
 def condition(incident: Incident, name: str) -> bool:
@@ -138,23 +140,52 @@ def default_service(type_: str) -> str | None:
     return "emergency_rescue" if type_ in EMERGENCY_TYPES else None
 
 
-async def choose_policy(session: AsyncSession, type_: str, severity: str) -> EscalationPolicy | None:
-    """The latest active version of the highest-priority policy that matches."""
-    rows = (
-        await session.scalars(
-            select(EscalationPolicy).order_by(
-                EscalationPolicy.priority.desc(), EscalationPolicy.name, EscalationPolicy.version.desc()
-            )
+@dataclass(frozen=True)
+class PolicyRow:
+    name: str
+    version: int
+    active: bool
+    types: list[Any]
+    severities: list[Any]
+    tracks: list[Any]
+
+
+class PolicyBook:
+    """The latest version of each policy, read at most every ``ttl_s``.
+
+    Opening an incident must be quick, and policies change rarely: a new version reaches this
+    instance at once (the API invalidates it) and the others within ``ttl_s``.
+    """
+
+    def __init__(self, ttl_s: float = 2.0) -> None:
+        self.ttl_s = ttl_s
+        self._rows: list[PolicyRow] | None = None
+        self._loaded = 0.0
+
+    def invalidate(self) -> None:
+        self._rows = None
+
+    async def choose(self, session: AsyncSession, type_: str, severity: str) -> PolicyRow | None:
+        """The latest active version of the highest-priority policy that matches."""
+        if self._rows is None or time.monotonic() - self._loaded > self.ttl_s:
+            rows = (
+                await session.scalars(
+                    select(EscalationPolicy).order_by(
+                        EscalationPolicy.priority.desc(), EscalationPolicy.name, EscalationPolicy.version.desc()
+                    )
+                )
+            ).all()
+            latest: list[PolicyRow] = []
+            seen: set[str] = set()
+            for p in rows:
+                if p.name not in seen:  # only the latest version of each name counts
+                    seen.add(p.name)
+                    latest.append(PolicyRow(p.name, p.version, p.active, p.types, p.severities, p.tracks))
+            self._rows, self._loaded = latest, time.monotonic()
+        return next(
+            (p for p in self._rows if p.active and matches(p.types, p.severities, type_, severity)),
+            None,
         )
-    ).all()
-    seen: set[str] = set()
-    for p in rows:
-        if p.name in seen:
-            continue
-        seen.add(p.name)  # only the latest version of each name counts
-        if p.active and matches(p.types, p.severities, type_, severity):
-            return p
-    return None
 
 
 class Escalator:
@@ -172,6 +203,7 @@ class Escalator:
         self.emergency = emergency
         self.links = links
         self.voice_enabled = voice_enabled
+        self.policies = PolicyBook()
         self.steps_run = 0
 
     # -- starting --------------------------------------------------------------------
@@ -179,7 +211,7 @@ class Escalator:
     async def start(self, run: Run) -> None:
         """Snapshot the matching policy into the incident and run every track up to its first wait."""
         incident = run.incident
-        policy = await choose_policy(run.session, incident.type, incident.severity)
+        policy = await self.policies.choose(run.session, incident.type, incident.severity)
         if policy is None:
             self._timeline(run, "escalation.none", {"reason": "no policy matches"})
             return
@@ -365,14 +397,16 @@ class Escalator:
         if service is None:
             self._timeline(run, "routing.skipped", {"reason": "the incident has no service"})
             return None, None
-        outstanding = (
-            await session.scalars(select(Offer).where(Offer.incident_id == incident.id, Offer.status == "offered"))
-        ).all()
-        for o in outstanding:
-            o.status = "expired" if o.expires_at <= now else "withdrawn"
-            o.responded_at, o.updated_at = now, now
-            run.fx.messages.append(offer_message(o, incident, "offer.closed"))
-        tried = (await session.scalars(select(Offer.provider_id).where(Offer.incident_id == incident.id))).all()
+        tried: Sequence[str] = ()
+        if not run.fresh:
+            outstanding = (
+                await session.scalars(select(Offer).where(Offer.incident_id == incident.id, Offer.status == "offered"))
+            ).all()
+            for o in outstanding:
+                o.status = "expired" if o.expires_at <= now else "withdrawn"
+                o.responded_at, o.updated_at = now, now
+                run.fx.messages.append(offer_message(o, incident, "offer.closed"))
+            tried = (await session.scalars(select(Offer.provider_id).where(Offer.incident_id == incident.id))).all()
         loc = incident.location or {}
         lat, lon = float(loc.get("lat", run.elder.lat)), float(loc.get("lon", run.elder.lon))
         ranking = await self.router.rank(service, lat, lon, now=now, exclude=tried, session=session)
@@ -416,6 +450,7 @@ class Escalator:
                 f"{minutes:g}分钟服务圈内没有服务商，最近的需要约 {chosen['eta_min']:.0f} 分钟",
             )
         offer = Offer(
+            id=new_id("ofr"),
             incident_id=incident.id,
             provider_id=chosen["provider_id"],
             decision_id=decision.id,
@@ -427,14 +462,14 @@ class Escalator:
             updated_at=now,
         )
         session.add(offer)
-        provider = await session.get(Provider, chosen["provider_id"])
+        with session.no_autoflush:
+            provider = await session.get(Provider, chosen["provider_id"])
         if provider is not None:
             provider.last_offered_at, provider.updated_at = now, now
         if incident.status in ("open", "acknowledged"):
             incident.status = "dispatched"
         incident.service = service
         incident.updated_at = now
-        await session.flush()
         self._timeline(
             run,
             "offer.sent",

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.escalation import Effects, Escalator, Run, default_service
 from dispatch.notify.outbox import enqueue_family_alerts
 from hotline.privacy import mask_name
-from hotline.storage.models import OPEN_STATUSES, AuditEntry, Elder, Incident, IncidentEvent
+from hotline.storage.models import OPEN_STATUSES, AuditEntry, Elder, Incident, IncidentEvent, new_id
 from hotline.views import elder_summary, incident_view
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class Incidents:
             if existing is not None:
                 return await self._merge(session, existing, elder, signal, severity)
         incident = Incident(
+            id=new_id("inc"),
             elder_id=elder.id,
             device_id=device_id,
             type=type_,
@@ -119,6 +120,7 @@ class Incidents:
             updated_at=now,
         )
         session.add(incident)
+        # Rows that reference it have no ORM relationship, so the unit of work cannot order them after it.
         await session.flush()
         session.add(IncidentEvent(incident_id=incident.id, at=now, kind="opened", actor=actor, data=detail or {}))
         session.add(
@@ -133,7 +135,7 @@ class Incidents:
         )
         fx = Effects()
         if self.escalator is not None:
-            await self.escalator.start(Run(session, incident, elder, now, fx))
+            await self.escalator.start(Run(session, incident, elder, now, fx, fresh=True))
         elif notify_family:
             fx.notifications = await enqueue_family_alerts(
                 session, incident=incident_view(incident), elder=elder, now=now

@@ -125,6 +125,10 @@ class TravelEstimator(Protocol):
 
     def explain(self, kind: str, distance_m: float) -> str: ...
 
+    def lower_bound(self, distance_m: float) -> float:
+        """No provider of any kind gets here faster: the search stops widening past it."""
+        ...
+
 
 @dataclass(frozen=True)
 class RoadFactorEstimator:
@@ -147,6 +151,9 @@ class RoadFactorEstimator:
     def minutes(self, kind: str, distance_m: float) -> float:
         speed = self.speed_kmh.get(kind, 15.0)
         return self.setup_min.get(kind, 1.0) + distance_m * self.road_factor / 1000 / speed * 60
+
+    def lower_bound(self, distance_m: float) -> float:
+        return min(self.minutes(kind, distance_m) for kind in self.speed_kmh)
 
     def explain(self, kind: str, distance_m: float) -> str:
         return (
@@ -216,8 +223,16 @@ class RoutingPolicy:
     reach_min: float = 15.0  # the policy's "15-minute service circle"
     band_min: float = 2.0
     min_rating: float = 2.0  # the worst-rated are dropped
-    search_radius_m: int = 30_000
-    max_candidates: int = 60
+    # The search widens through these radii until it has ``enough`` eligible candidates and
+    # nobody beyond the ring could be a near-equal of the fastest: in a city the first ring
+    # nearly always suffices, and a 30 km GEOSEARCH costs more than the ranking itself.
+    search_radii_m: tuple[int, ...] = (2_500, 6_000, 15_000, 30_000)
+    enough: int = 5
+    max_candidates: int = 20
+
+    @property
+    def search_radius_m(self) -> int:
+        return self.search_radii_m[-1]
 
 
 @dataclass
@@ -334,21 +349,30 @@ class Router:
         exclude: Sequence[str] = (),
         session: AsyncSession | None = None,
     ) -> Ranking:
-        found: list[tuple[ProviderInfo, float]] | None = None
-        source = "redis"
         if self.geo is not None:
             try:
-                found = await self.geo.search(
-                    service, lat, lon, self.policy.search_radius_m, self.policy.max_candidates + len(exclude)
-                )
+                count = self.policy.max_candidates + len(exclude)
+                for radius in self.policy.search_radii_m:
+                    found = await self.geo.search(service, lat, lon, radius, count)
+                    ranking = self.order(service, lat, lon, found, now=now, exclude=exclude, source="redis")
+                    if self._settled(ranking, radius, len(found) >= count):
+                        return ranking
+                return ranking
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
                 self.fallbacks += 1
                 log.warning("redis GEO search failed (%s); ranking from the database", exc)
-        if found is None:
-            source = "database"
-            found = await self._scan(service, lat, lon, session)
-        return self.order(service, lat, lon, found, now=now, exclude=exclude, source=source)
+        found = await self._scan(service, lat, lon, session)
+        return self.order(service, lat, lon, found, now=now, exclude=exclude, source="database")
+
+    def _settled(self, ranking: Ranking, radius: float, full: bool) -> bool:
+        """Whether widening the search could not change the head of the ranking."""
+        if full:
+            return True  # the ring already holds more providers than we rank
+        best = ranking.best
+        if best is None or len(ranking.candidates) < self.policy.enough:
+            return False
+        return bool(self.estimator.lower_bound(radius) > best["eta_min"] + self.policy.band_min)
 
     async def _scan(
         self, service: str, lat: float, lon: float, session: AsyncSession | None

@@ -29,9 +29,10 @@ from hotline.config import Settings, load_settings
 from hotline.localsvc import Child, port_open, start_mosquitto, start_redis
 from hotline.seed import seed_demo
 from hotline.storage.db import make_engine, make_sessionmaker, upgrade
-from hotline.storage.models import Incident, Notification
+from hotline.storage.models import OPEN_STATUSES, Incident, Notification, Provider
 from simulators.devices import DeviceFleet
 from simulators.family import FamilyReceiver
+from simulators.provider_app import ProviderApp
 
 
 async def run_demo(base: Settings, args: argparse.Namespace) -> int:
@@ -103,12 +104,25 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
     _say(f"console {url}/?token={token}")
     _say(f"token   {token}   (role operator)")
 
+    # Every seeded provider gets an account and a simulated app that accepts most offers.
+    async with sm() as session:
+        provider_ids = list((await session.scalars(select(Provider.id))).all())
+    apps = [
+        ProviderApp(
+            url, await add_user(settings, f"demo-provider-{n}", "provider", provider_id=pid), seed=n, poll_s=1.0
+        )
+        for n, pid in enumerate(provider_ids)
+    ]
+    app_tasks = [asyncio.create_task(a.run(until=stop), name=f"demo.provider_app[{n}]") for n, a in enumerate(apps)]
+
     ids = [d for d, kind in seeded.devices if kind != "sensor"][: args.devices]
     fleet = DeviceFleet(settings.mqtt, settings.mqtt_prefix, ids, heartbeat_s=10, sos_every_s=args.sos_every)
     fleet_task = asyncio.create_task(fleet.run(), name="demo.fleet")
     started = time.monotonic()
     gateway = app[SERVICES].gateway
     tty = sys.stdout.isatty()
+    open_n: int | None = 0
+    resolved_n: int | None = 0
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -117,7 +131,10 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
                 stop.set()
             async with sm() as session:
                 open_n = await session.scalar(
-                    select(func.count()).select_from(Incident).where(Incident.status == "open")
+                    select(func.count()).select_from(Incident).where(Incident.status.in_(OPEN_STATUSES))
+                )
+                resolved_n = await session.scalar(
+                    select(func.count()).select_from(Incident).where(Incident.status == "resolved")
                 )
                 sent = await session.scalar(
                     select(func.count()).select_from(Notification).where(Notification.status == "delivered")
@@ -126,13 +143,16 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
             line = (
                 f"[{time.monotonic() - started:5.0f}s] devices online {online}/{len(ids)} | "
                 f"alarms sent {fleet.stats['sent_sos'] + fleet.stats['sent_fall']} acked "
-                f"{fleet.stats['ack_accepted']} | open incidents {open_n} | notifications sent {sent} | "
+                f"{fleet.stats['ack_accepted']} | incidents open {open_n} resolved {resolved_n} | "
+                f"offers accepted {sum(len(a.accepted) for a in apps)} | notifications sent {sent} | "
                 f"family alerts verified {len(receiver.alerts)}"
             )
             print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
     finally:
         stop.set()
         await cancel_and_wait(fleet_task)
+        for task in app_tasks:
+            await cancel_and_wait(task)
         await server
         await receiver.stop()
         await engine.dispose()
@@ -144,6 +164,9 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
         "acks_accepted": fleet.stats["ack_accepted"],
         "ack_p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
         "incidents_open": open_n,
+        "incidents_resolved": resolved_n,
+        "offers_accepted": sum(len(a.accepted) for a in apps),
+        "offers_declined": sum(len(a.declined) for a in apps),
         "notifications_delivered": sent,
         "family_alerts_verified": len(receiver.alerts),
         "bad_signatures": receiver.bad_signatures,

@@ -401,6 +401,7 @@ async def test_a_new_policy_version_never_changes_a_running_escalation(world: Wo
                 created_by="test",
             )
         )
+    world.service.escalator.policies.invalidate()  # what POST /api/v1/policies does
     later, _ = await world.open(await world.elder(name="另一位"))
     await world.tick(30)
     old = (await world.rows(Incident, id=running))[0]

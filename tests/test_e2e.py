@@ -81,7 +81,12 @@ async def test_sos_reaches_device_ack_operator_screen_and_family(
     assert alert.body["data"]["elder"]["name"] == "张三"
     async with http.get(f"{backend.url}/api/v1/incidents/{ack['incident_id']}", headers=auth(world["op"])) as r:
         detail = await r.json()
-    assert [e["kind"] for e in detail["timeline"]] == ["opened", "family_notified"]
+    kinds = [e["kind"] for e in detail["timeline"]]
+    assert kinds[:2] == ["opened", "escalation.started"]
+    family = [
+        e["data"] for e in detail["timeline"] if e["kind"] == "escalation.step" and e["data"]["track"] == "family"
+    ]
+    assert [(f["to"], f["queued"]) for f in family] == [("family", 1)]
     await eventually(lambda: _delivered(http, backend, world["op"], ack["incident_id"]))
     device.close()
     await receiver.stop()
@@ -89,7 +94,8 @@ async def test_sos_reaches_device_ack_operator_screen_and_family(
 
 async def _delivered(http: aiohttp.ClientSession, backend: BackendProcess, token: str, incident_id: str) -> bool:
     async with http.get(f"{backend.url}/api/v1/incidents/{incident_id}", headers=auth(token)) as r:
-        return [n["status"] for n in (await r.json())["notifications"]] == ["delivered"]
+        notes = (await r.json())["notifications"]
+        return [n["status"] for n in notes if n["channel"] == "webhook"] == ["delivered"]
 
 
 async def test_a_repeated_event_id_gives_one_incident_and_a_duplicate_ack(

@@ -438,4 +438,6 @@ async def create_policy(request: web.Request) -> web.Response:
                 out = policy_view(policy)
         except IntegrityError as exc:
             raise ConflictError(f"policy {name} was changed at the same time; retry") from exc
+    if (dispatch := request.app[SERVICES].dispatch) is not None:
+        dispatch.escalator.policies.invalidate()  # other instances follow within the book's TTL
     return json_response(out, status=201)
