@@ -264,7 +264,7 @@ async def _first_offer(alarms: int, providers: int, rate: float, overrides: dict
             f"{providers} providers, one process, {settings.database_url.split('+')[0]}"
         )
         print(
-            f"  offered {len(lat)} of {alarms}; first offers made at {drained:.1f}/s from the first publish to the last offer"
+            f"  offered {len(lat)} of {alarms}; {drained:.1f} first offers/s from the first publish to the last offer"
         )
         print(
             f"  publish -> offer.created  p50 {pct(lat, 50):.1f} ms  p99 {pct(lat, 99):.1f} ms  max {max(lat):.1f} ms"
