@@ -295,7 +295,8 @@ class DispatchService:
             )
         ).all()
         for o in open_offers:
-            o.status = "withdrawn" if o.status == "offered" else "done"
+            # An offer still open, or a job cut short by a cancellation, is withdrawn; a finished job is done.
+            o.status = "done" if o.status != "offered" and status == "resolved" else "withdrawn"
             o.responded_at = o.responded_at or now
             o.updated_at = now
             fx.messages.append(offer_message(o, incident, "offer.closed"))

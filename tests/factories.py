@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from hotline.storage.models import Elder
+from hotline.storage.models import Elder, EscalationPolicy
 
 
 def elder(**over: Any) -> Elder:
@@ -23,3 +23,10 @@ def elder(**over: Any) -> Elder:
     }
     fields.update(over)
     return Elder(**fields)
+
+
+def policy(tracks: list[dict[str, Any]], *, name: str = "emergency", version: int = 2, **over: Any) -> EscalationPolicy:
+    """A policy version that outranks the built-in version 1 of the same name."""
+    fields: dict[str, Any] = {"types": ["sos"], "severities": [], "priority": 100, "created_by": "test"}
+    fields.update(over)
+    return EscalationPolicy(name=name, version=version, tracks=tracks, **fields)

@@ -23,7 +23,6 @@ from dispatch.routing import GeoIndex, GeoSync, Router, RoutingPolicy
 from dispatch.service import DispatchService
 from hotline.storage.models import (
     EmergencyContact,
-    EscalationPolicy,
     EscalationTimer,
     Incident,
     IncidentEvent,
@@ -32,6 +31,7 @@ from hotline.storage.models import (
     Provider,
     RoutingDecision,
 )
+from tests import factories
 from tests.conftest import REDIS_URL
 from tests.factories import elder as make_elder
 
@@ -384,23 +384,8 @@ async def test_a_new_policy_version_never_changes_a_running_escalation(world: Wo
     await world.provider("站", 500)
     running, _ = await world.open(await world.elder())
     async with world.sm() as s, s.begin():
-        s.add(
-            EscalationPolicy(
-                name="emergency",
-                version=2,
-                types=["sos"],
-                severities=[],
-                priority=100,
-                tracks=[
-                    {
-                        "name": "acknowledge",
-                        "until": "acknowledged",
-                        "steps": [{"do": "wait", "seconds": 5}, {"do": "notify", "to": "role:admin"}],
-                    }
-                ],
-                created_by="test",
-            )
-        )
+        ack = [{"do": "wait", "seconds": 5}, {"do": "notify", "to": "role:admin"}]
+        s.add(factories.policy([{"name": "acknowledge", "until": "acknowledged", "steps": ack}]))
     world.service.escalator.policies.invalidate()  # what POST /api/v1/policies does
     later, _ = await world.open(await world.elder(name="另一位"))
     await world.tick(30)

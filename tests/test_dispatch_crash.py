@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hotline.cli import add_user
 from hotline.config import Settings
 from hotline.localsvc import free_port
-from hotline.storage.models import EscalationPolicy, EscalationTimer, IncidentEvent, Notification
+from hotline.storage.models import EscalationTimer, IncidentEvent, Notification
+from tests import factories
 from tests.conftest import REDIS_URL, auth
 from tests.factories import elder as make_elder
 from tests.helpers import BackendProcess, eventually
@@ -34,17 +35,7 @@ def ladder(*waits: int) -> list[dict[str, Any]]:
 async def prepare(sm: async_sessionmaker[AsyncSession], tracks: list[dict[str, Any]], elders: int) -> list[str]:
     async with sm() as s, s.begin():
         # Version 2 outranks the built-in version 1 that each instance installs at start.
-        s.add(
-            EscalationPolicy(
-                name="emergency",
-                version=2,
-                types=["sos"],
-                severities=[],
-                priority=100,
-                tracks=tracks,
-                created_by="test",
-            )
-        )
+        s.add(factories.policy(tracks))
         rows = [make_elder(name=f"老人{n}") for n in range(elders)]
         s.add_all(rows)
     return [e.id for e in rows]
