@@ -26,7 +26,6 @@ injected :class:`~hotline.clock.Clock`, so tests move it instead of sleeping.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -60,7 +59,7 @@ from hotline.storage.models import (
     RoutingDecision,
     new_id,
 )
-from hotline.tasks import raise_if_cancelling
+from hotline.tasks import raise_if_cancelling, wait_event
 from hotline.views import incident_view, iso
 
 log = logging.getLogger(__name__)
@@ -608,8 +607,7 @@ class EscalationEngine:
             self._wake.clear()
             if self._to_schedule:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_event(self._wake, delay)
 
     async def _idle_delay(self) -> float:
         """Sleep until the earliest wake-up or the next sweep, whichever is sooner (at most 1 s)."""

@@ -24,7 +24,6 @@ Every ranking is returned with those keys and human-readable reasons, and stored
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -41,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.catalogue import SERVICES
 from hotline.storage.models import Provider
-from hotline.tasks import raise_if_cancelling
+from hotline.tasks import raise_if_cancelling, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -534,5 +533,4 @@ class GeoSync:
             self._wake.clear()
             if self._pending:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(60.0, self._rebuild_s))
+            await wait_event(self._wake, min(60.0, self._rebuild_s))

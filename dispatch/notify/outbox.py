@@ -12,7 +12,6 @@ at-least-once delivery implies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -31,7 +30,7 @@ from dispatch.notify.links import FamilyLinks
 from hotline.clock import Clock, SystemClock
 from hotline.privacy import mask_phone
 from hotline.storage.models import Elder, Notification
-from hotline.tasks import raise_if_cancelling
+from hotline.tasks import raise_if_cancelling, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +204,7 @@ class OutboxWorker:
                 raise_if_cancelling()
                 log.exception("outbox cycle failed; retrying")
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            await wait_event(self._wake, self._poll_s)
 
     async def _claim(self) -> list[Notification]:
         now = self._clock.now()
