@@ -397,6 +397,7 @@ class Escalator:
             self._timeline(run, "routing.skipped", {"reason": "the incident has no service"})
             return None, None
         tried: Sequence[str] = ()
+        declined: Sequence[str] = ()
         if not run.fresh:
             outstanding = (
                 await session.scalars(select(Offer).where(Offer.incident_id == incident.id, Offer.status == "offered"))
@@ -405,10 +406,22 @@ class Escalator:
                 o.status = "expired" if o.expires_at <= now else "withdrawn"
                 o.responded_at, o.updated_at = now, now
                 run.fx.messages.append(offer_message(o, incident, "offer.closed"))
-            tried = (await session.scalars(select(Offer.provider_id).where(Offer.incident_id == incident.id))).all()
+            past = (
+                await session.execute(select(Offer.provider_id, Offer.status).where(Offer.incident_id == incident.id))
+            ).all()
+            tried = [p for p, _ in past]
+            declined = [p for p, status in past if status == "declined"]
         loc = incident.location or {}
         lat, lon = float(loc.get("lat", run.elder.lat)), float(loc.get("lon", run.elder.lon))
-        ranking = await self.router.rank(service, lat, lon, now=now, exclude=tried, session=session)
+        # An operator's choice may go back to anyone who did not decline; the policy tries everyone
+        # once, then, in a second round, those who let their offer run out.
+        ranking = await self.router.rank(
+            service, lat, lon, now=now, exclude=declined if provider_id else tried, session=session
+        )
+        round_ = 1
+        if ranking.best is None and provider_id is None and len(set(declined)) < len(set(tried)):
+            ranking = await self.router.rank(service, lat, lon, now=now, exclude=declined, session=session)
+            round_ = 2
         chosen = ranking.best
         if provider_id is not None:
             chosen = next((c for c in ranking.candidates if c["provider_id"] == provider_id), None)
@@ -478,6 +491,7 @@ class Escalator:
                 "rank": offer.rank,
                 "eta_min": offer.eta_min,
                 "decision_id": decision.id,
+                "round": round_,
                 "by": actor,
             },
         )

@@ -273,27 +273,31 @@ async def test_a_full_sos_escalation_step_by_step_under_an_injected_clock(world:
     await world.service.acknowledge(incident_id, "usr_op")
     await world.tick(44)  # t=119
     assert await supervisor_alerts() == 2
-    # t=120: the third offer timed out and nobody is left: the supervisors are told, once.
+    # t=120: the third offer timed out and everyone was tried: a second round goes back to those who
+    # let their offer run out (never to the one who declined), nearest first.
     await world.tick(1)
-    assert await supervisor_alerts() == 3
-    assert await world.timeline(incident_id, "routing.no_candidate")
-    # t=130: a station comes back on duty; the next round (t=180) offers it.
+    assert await supervisor_alerts() == 2
+    assert [o.status for o in await world.rows(Offer, incident_id=incident_id, provider_id=first)] == [
+        "expired",
+        "offered",
+    ]
+    # t=130: a station comes back on duty; the next round (t=180) offers it before anyone twice.
     await world.tick(10)
     fourth = await world.provider("四号站", 2800)
     await world.tick(50)
     assert (await world.rows(Offer, incident_id=incident_id, provider_id=fourth))[0].status == "offered"
+    await world.tick(60)  # t=240: the fourth's offer runs out; the first is offered a third time
     # t=300: still no provider accepted: the emergency action runs and the supervisor is told.
-    await world.tick(60)  # t=240: the fourth's offer runs out
     await world.tick(59)
     assert not await world.rows(Notification, incident_id=incident_id, channel="webhook")
     await world.tick(1)
     emergency = await world.rows(Notification, incident_id=incident_id, channel="webhook")
     assert [n.target for n in emergency] == ["http://127.0.0.1:9/emergency"]
-    assert await supervisor_alerts() == 4
+    assert await supervisor_alerts() == 3
     steps = [e.data for e in await world.timeline(incident_id, "escalation.step")]
     assert next(s for s in steps if s["track"] == "emergency")["action"] == "webhook"
 
-    # The fourth let its offer run out at t=240; a fifth station joins and is offered at t=360.
+    # A fifth station joins; at t=360 it is offered before anyone gets a third try.
     fifth = await world.provider("五号站", 2000)
     await world.tick(60)
     offers_now = await world.rows(Offer, incident_id=incident_id, status="offered")
@@ -308,6 +312,23 @@ async def test_a_full_sos_escalation_step_by_step_under_an_injected_clock(world:
         assert s["fired_at"] == s["due_at"], s
     runs = [(s["track"], s["run"]) for s in steps]
     assert len(runs) == len(set(runs))
+
+
+async def test_when_everyone_declined_the_supervisors_are_told_once(world: World) -> None:
+    a = await world.provider("甲", 500)
+    b = await world.provider("乙", 900)
+    incident_id, _ = await world.open(await world.elder())
+    for provider in (a, b):
+        offer = (await world.rows(Offer, incident_id=incident_id, status="offered"))[0]
+        assert offer.provider_id == provider
+        await world.service.respond(offer.id, provider, "usr", accept=False, reason="忙")
+        await world.tick(0)
+    await world.tick(60)
+    await world.tick(60)
+    assert len(await world.timeline(incident_id, "routing.no_candidate")) == 3
+    alerts = await world.rows(Notification, incident_id=incident_id, idempotency_key=f"route:{incident_id}:none")
+    assert len(alerts) == 1
+    assert not await world.rows(Offer, incident_id=incident_id, status="offered")
 
 
 async def test_duplicate_stale_and_early_wakeups_do_nothing(world: World) -> None:
