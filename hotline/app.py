@@ -214,6 +214,12 @@ async def metrics(request: web.Request) -> web.Response:
         metric("ami_handler_errors_total", tel.link.handler_errors, "AMI event handlers that raised")
         metric("screen_pops_total", tel.pops, "call.ringing pops sent to an operator")
         metric("call_write_errors_total", tel.write_errors, "Failed call-record writes (retried)")
+    if svc.dispatch is not None:
+        engine = svc.dispatch.engine
+        metric("escalation_fired_total", engine.fired, "Escalation timers fired (steps run and committed)")
+        metric("escalation_stale_total", engine.stale, "Wake-ups refused by the fencing token (duplicate, late, early)")
+        metric("escalation_errors_total", engine.errors, "Timer firings that failed and stay due")
+        metric("routing_fallbacks_total", svc.dispatch.escalator.router.fallbacks, "Rankings made from the database")
     metric("websocket_clients", request.app[HUB].size, "Connected console sockets", "gauge")
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 

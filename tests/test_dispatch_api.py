@@ -223,6 +223,11 @@ async def test_the_emergency_webhook_survives_a_failing_receiver_and_verifies(
     _, detail = await get(http, f"{running.url}/api/v1/incidents/{incident['id']}", w["op"])
     sent = [n for n in detail["notifications"] if n["channel"] == "webhook"]
     assert [(n["status"], n["attempts"]) for n in sent] == [("delivered", 3)]
+    async with http.get(f"{running.url}/metrics") as r:
+        fired = next(
+            line for line in (await r.text()).splitlines() if line.startswith("hotline_escalation_fired_total")
+        )
+    assert float(fired.split()[1]) >= 1  # the wait, then the emergency step, fired by the engine
     await receiver.stop()
 
 
