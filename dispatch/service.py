@@ -188,7 +188,8 @@ class DispatchService:
                 self._require_open(incident, "accept")
                 if incident.status in ACCEPTED:
                     raise TransitionError(f"incident {incident.id} is already {incident.status}")
-                provider = await session.get(Provider, provider_id)
+                # Locked (after the incident, as everywhere): two acceptances must not both take the last slot.
+                provider = await session.get(Provider, provider_id, with_for_update=True)
                 assert provider is not None
                 if provider.current_load >= provider.capacity:
                     raise TransitionError(f"provider is at capacity ({provider.current_load}/{provider.capacity})")
@@ -283,7 +284,7 @@ class DispatchService:
         """Resolve or cancel: free the provider's slot and withdraw what is still on offer."""
         session, incident, now, fx = run.session, run.incident, run.now, run.fx
         if incident.provider_id is not None and incident.status in ACCEPTED:
-            provider = await session.get(Provider, incident.provider_id)
+            provider = await session.get(Provider, incident.provider_id, with_for_update=True)
             if provider is not None and provider.current_load > 0:
                 provider.current_load -= 1
                 provider.updated_at = now

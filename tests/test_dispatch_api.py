@@ -4,6 +4,7 @@ provider-app simulator, family confirmation, policies, and a signed emergency we
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -134,7 +135,18 @@ async def test_an_operator_incident_offered_accepted_and_finished_by_the_provide
 async def test_bad_transitions_and_roles_are_refused(running: Running, http: aiohttp.ClientSession) -> None:
     w = await setup(running, http)
     url = running.url
-    _, incident = await post(http, f"{url}/api/v1/incidents", w["op"], {"elder_id": w["elder"]["id"], "type": "sos"})
+    async with http.ws_connect(f"{url}/api/v1/ws", headers=auth(w["pro"])) as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "hello"
+        _, incident = await post(
+            http, f"{url}/api/v1/incidents", w["op"], {"elder_id": w["elder"]["id"], "type": "sos"}
+        )
+        # The provider's app hears of its offer, with an address but no medical file, and of nothing else.
+        pushed = await ws.receive_json(timeout=5)
+        assert pushed["type"] == "offer.created" and pushed["to_provider"] == w["provider"]["id"]
+        assert pushed["incident"]["address"] == ELDER["address"] and "medical_notes" not in str(pushed)
+        with contextlib.suppress(TimeoutError):
+            extra = await ws.receive_json(timeout=0.5)
+            raise AssertionError(f"the provider saw {extra['type']}")
     iid = incident["id"]
     assert (await post(http, f"{url}/api/v1/incidents", w["op"], {"elder_id": "eld_nope", "type": "sos"}))[0] == 409
     assert (await post(http, f"{url}/api/v1/incidents", w["op"], {"elder_id": w["elder"]["id"], "type": "x"}))[0] == 400
