@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -566,8 +566,8 @@ class EscalationEngine:
         sweep_s: float = 1.0,
         sweep_grace_s: float = 0.5,
         concurrency: int = 8,
-        publish: Any = None,
-        on_notifications: Any = None,
+        publish: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        on_notifications: Callable[[], None] | None = None,
     ) -> None:
         self._sm = sm
         self._redis = redis

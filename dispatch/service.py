@@ -58,8 +58,6 @@ PROGRESS = {
     "done": ("accepted", "en_route", "on_scene"),
 }
 
-Publish = Callable[[dict[str, Any]], Awaitable[None]]
-
 
 class DispatchService:
     def __init__(
