@@ -53,7 +53,8 @@ def test_demo_turns_alarms_into_incidents_and_signed_family_alerts(tmp_path: Pat
     assert summary["event"] == "demo.summary"
     assert summary["alarms_sent"] >= 2
     assert summary["acks_accepted"] >= 2
-    assert summary["incidents_open"] >= 2
+    # The simulated provider apps may already have finished some: opened means open or resolved.
+    assert summary["incidents_open"] + summary["incidents_resolved"] >= 2
     assert summary["family_alerts_verified"] >= 2 and summary["bad_signatures"] == 0
     assert "console http://" in stdout and "devices online 8/8" in stdout
     # The children were ours and are gone: no process still runs from the demo's work dir.
