@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from devices.rules import POLICIES, Change, Condition, DeviceInfo
-from dispatch.incidents import Incidents, add_timeline
+from dispatch.incidents import Incidents
+from dispatch.timeline import add_timeline
 from hotline.storage.models import DeviceCondition, Elder
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class ConditionService:
             if flipped.rowcount != 1 or row is None:  # type: ignore[attr-defined]
                 return []
             if row.incident_id:
-                await add_timeline(
+                add_timeline(
                     session,
                     row.incident_id,
                     kind="condition_cleared",

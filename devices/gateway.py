@@ -43,7 +43,8 @@ from devices.mqtt_link import Inbound, MqttLink
 from devices.presence import DampingPolicy
 from devices.presence_store import PresenceStore
 from devices.ratelimit import RateLimiter
-from dispatch.incidents import IncidentCreated, Incidents, add_timeline
+from dispatch.incidents import IncidentCreated, Incidents
+from dispatch.timeline import add_timeline
 from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
 from hotline.clock import Clock, SystemClock
@@ -330,7 +331,7 @@ class DeviceGateway:
             return ()  # taken off at bedtime: recorded, nothing more
         alarm.severity = "critical"
         alarm.updated_at = now
-        await add_timeline(
+        add_timeline(
             session,
             alarm.id,
             kind="device_removed",

@@ -46,6 +46,7 @@ from dispatch.notify.links import FamilyLinks
 from dispatch.notify.outbox import enqueue, enqueue_family_alerts
 from dispatch.policy import matches, parse_tracks, snapshot
 from dispatch.routing import ProviderInfo, Ranking, Router
+from dispatch.timeline import add_timeline
 from hotline.clock import Clock, SystemClock
 from hotline.storage.models import (
     OPEN_STATUSES,
@@ -53,21 +54,21 @@ from hotline.storage.models import (
     EscalationPolicy,
     EscalationTimer,
     Incident,
-    IncidentEvent,
     Offer,
     Provider,
     RoutingDecision,
     new_id,
 )
 from hotline.tasks import raise_if_cancelling, wait_event
-from hotline.views import incident_view, iso
+from hotline.views import incident_view, iso, offer_view
 
 log = logging.getLogger(__name__)
 
 ACCEPTED = ("accepted", "en_route", "on_scene", "resolved")
 DISPATCHED = ("dispatched", *ACCEPTED)
-# Incident types whose default service is emergency rescue.
-EMERGENCY_TYPES = frozenset({"sos", "fall", "emergency", "health", "heart_rate_abnormal", "inactivity"})
+# Urgent incident types: dispatched for emergency rescue by default, and merged when they concern
+# one elder at about the same time (dispatch/incidents.py).
+URGENT_TYPES = frozenset({"sos", "fall", "emergency", "health", "heart_rate_abnormal", "inactivity"})
 MAX_STEPS_PER_FIRE = 200  # a guard: parse_tracks already forbids loops without a wait
 
 
@@ -136,7 +137,7 @@ async def lock_incident(session: AsyncSession, incident_id: str) -> Incident:
 
 
 def default_service(type_: str) -> str | None:
-    return "emergency_rescue" if type_ in EMERGENCY_TYPES else None
+    return "emergency_rescue" if type_ in URGENT_TYPES else None
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,6 @@ class Escalator:
         self.links = links
         self.voice_enabled = voice_enabled
         self.policies = PolicyBook()
-        self.steps_run = 0
 
     # -- starting --------------------------------------------------------------------
 
@@ -272,7 +272,6 @@ class Escalator:
                 self._timeline(run, "escalation.skipped", {**record, "unless": unless})
                 continue
             detail = await self._act(run, step, f"esc:{incident.id}:{timer.track}:{timer.runs}")
-            self.steps_run += 1
             self._timeline(run, "escalation.step", {**record, **detail, "due_at": iso(due), "fired_at": iso(now)})
             due = now
         timer.updated_at = now
@@ -503,7 +502,7 @@ class Escalator:
 
     @staticmethod
     def _timeline(run: Run, kind: str, data: dict[str, Any]) -> None:
-        run.session.add(IncidentEvent(incident_id=run.incident.id, at=run.now, kind=kind, actor="system", data=data))
+        add_timeline(run.session, run.incident.id, kind=kind, actor="system", now=run.now, data=data)
 
 
 def offer_message(o: Offer, incident: Incident, type_: str, *, elder: Elder | None = None) -> dict[str, Any]:
@@ -522,34 +521,7 @@ def offer_message(o: Offer, incident: Incident, type_: str, *, elder: Elder | No
 
 
 def incident_message(incident: Incident) -> dict[str, Any]:
-    return {
-        "type": "incident.updated",
-        "elder_id": incident.elder_id,
-        "incident": {
-            "id": incident.id,
-            "elder_id": incident.elder_id,
-            "status": incident.status,
-            "provider_id": incident.provider_id,
-            "updated_at": iso(incident.updated_at),
-        },
-    }
-
-
-def offer_view(o: Offer) -> dict[str, Any]:
-    return {
-        "id": o.id,
-        "incident_id": o.incident_id,
-        "provider_id": o.provider_id,
-        "rank": o.rank,
-        "eta_min": o.eta_min,
-        "status": o.status,
-        "offered_at": iso(o.offered_at),
-        "expires_at": iso(o.expires_at),
-        "responded_at": iso(o.responded_at),
-        "reason": o.reason,
-        "location": o.location,
-        "decision_id": o.decision_id,
-    }
+    return {"type": "incident.updated", "elder_id": incident.elder_id, "incident": incident_view(incident)}
 
 
 class EscalationEngine:

@@ -20,18 +20,18 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.escalation import Effects, Escalator, Run, default_service
+from dispatch.escalation import URGENT_TYPES, Effects, Escalator, Run, default_service
 from dispatch.notify.outbox import enqueue_family_alerts
+from dispatch.timeline import add_timeline
 from hotline.privacy import mask_name
-from hotline.storage.models import OPEN_STATUSES, AuditEntry, Elder, Incident, IncidentEvent, new_id
+from hotline.storage.models import OPEN_STATUSES, SEVERITIES, AuditEntry, Elder, Incident, new_id
 from hotline.views import elder_summary, incident_view
 
 log = logging.getLogger(__name__)
 
 SEVERITY = {"sos": "critical", "fall": "critical"}
-SEVERITY_ORDER = ("low", "medium", "high", "critical")
 # Signals that are the same emergency when they concern one elder at about the same time.
-MERGEABLE = frozenset({"sos", "fall", "emergency", "health", "heart_rate_abnormal", "inactivity"})
+MERGEABLE = URGENT_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +54,6 @@ class IncidentCreated:
 
     def messages(self) -> list[dict[str, Any]]:
         return [self.message(), *self.effects.messages]
-
-
-async def add_timeline(
-    session: AsyncSession, incident_id: str, *, kind: str, actor: str, now: datetime, data: dict[str, Any]
-) -> None:
-    session.add(IncidentEvent(incident_id=incident_id, at=now, kind=kind, actor=actor, data=data))
 
 
 class Incidents:
@@ -104,7 +98,7 @@ class Incidents:
                 .limit(1)
             )
             if existing is not None:
-                return await self._merge(session, existing, elder, signal, severity)
+                return await self._merge(session, existing, elder, signal, severity=severity, now=now)
         incident = Incident(
             id=new_id("inc"),
             elder_id=elder.id,
@@ -122,7 +116,7 @@ class Incidents:
         session.add(incident)
         # Rows that reference it have no ORM relationship, so the unit of work cannot order them after it.
         await session.flush()
-        session.add(IncidentEvent(incident_id=incident.id, at=now, kind="opened", actor=actor, data=detail or {}))
+        add_timeline(session, incident.id, kind="opened", actor=actor, now=now, data=detail or {})
         session.add(
             AuditEntry(
                 at=now,
@@ -141,14 +135,13 @@ class Incidents:
                 session, incident=incident_view(incident), elder=elder, now=now
             )
             if fx.notifications:
-                session.add(
-                    IncidentEvent(
-                        incident_id=incident.id,
-                        at=now,
-                        kind="family_notified",
-                        actor="system",
-                        data={"notifications": fx.notifications},
-                    )
+                add_timeline(
+                    session,
+                    incident.id,
+                    kind="family_notified",
+                    actor="system",
+                    now=now,
+                    data={"notifications": fx.notifications},
                 )
         log.info(
             "incident opened incident_id=%s type=%s elder=%s source=%s notifications=%d",
@@ -164,16 +157,13 @@ class Incidents:
 
     @staticmethod
     async def _merge(
-        session: AsyncSession, incident: Incident, elder: Elder, signal: dict[str, Any], severity: str
+        session: AsyncSession, incident: Incident, elder: Elder, signal: dict[str, Any], *, severity: str, now: datetime
     ) -> tuple[Incident, IncidentCreated]:
-        now = datetime.fromisoformat(signal["at"])
         incident.signals = [*incident.signals, signal]
-        if SEVERITY_ORDER.index(severity) > SEVERITY_ORDER.index(incident.severity):
+        if SEVERITIES.index(severity) > SEVERITIES.index(incident.severity):
             incident.severity = severity
         incident.updated_at = now
-        session.add(
-            IncidentEvent(incident_id=incident.id, at=now, kind="signal.merged", actor=signal["actor"], data=signal)
-        )
+        add_timeline(session, incident.id, kind="signal.merged", actor=signal["actor"], now=now, data=signal)
         session.add(
             AuditEntry(
                 at=now,

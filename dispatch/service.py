@@ -32,11 +32,11 @@ from dispatch.escalation import (
     incident_message,
     lock_incident,
     offer_message,
-    offer_view,
     poke,
     settle,
 )
 from dispatch.incidents import IncidentCreated, Incidents
+from dispatch.timeline import add_timeline
 from hotline.clock import Clock, SystemClock
 from hotline.storage.models import (
     OPEN_STATUSES,
@@ -44,11 +44,10 @@ from hotline.storage.models import (
     Elder,
     EmergencyContact,
     Incident,
-    IncidentEvent,
     Offer,
     Provider,
 )
-from hotline.views import incident_view
+from hotline.views import incident_view, offer_view
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +90,8 @@ class DispatchService:
             )
             if elder is None:
                 raise TransitionError(f"elder {elder_id} does not exist")
-            incident, created = await self.incidents.open(session, elder=elder, actor=actor, now=self.now(), **kwargs)
-            self._audit(session, actor, "incident.create", incident.id, type=incident.type)
+            # open() writes the audit entry (incident.open, or incident.merge) with this actor.
+            _, created = await self.incidents.open(session, elder=elder, actor=actor, now=self.now(), **kwargs)
         await self._announce_created(created)
         return created.incident, created.merged
 
@@ -108,7 +107,7 @@ class DispatchService:
             incident.acknowledged_at, incident.acknowledged_by = now, actor
             if incident.status == "open":
                 incident.status = "acknowledged"
-            self._event(session, incident, now, kind="acknowledged", actor=actor, data={})
+            add_timeline(session, incident.id, now=now, kind="acknowledged", actor=actor, data={})
 
         return await self._transition(incident_id, actor, "incident.acknowledge", move)
 
@@ -165,7 +164,9 @@ class DispatchService:
             self._require_open(incident, "confirm")
             if incident.family_confirmed_at is None:
                 incident.family_confirmed_at, incident.family_confirmed_by = now, who
-            self._event(session, incident, now, kind="family.on_the_way", actor=who, data={"contact_id": contact_id})
+            add_timeline(
+                session, incident.id, now=now, kind="family.on_the_way", actor=who, data={"contact_id": contact_id}
+            )
 
         return await self._transition(incident_id, actor, "incident.family_confirm", move)
 
@@ -210,10 +211,10 @@ class DispatchService:
                 # The next candidate is offered now, not when the timeout would have run out.
                 await poke(session, incident.id, now)
             offer.responded_at, offer.updated_at = now, now
-            self._event(
+            add_timeline(
                 session,
-                incident,
-                now,
+                incident.id,
+                now=now,
                 kind="offer.accepted" if accept else "offer.declined",
                 actor=actor,
                 data={"offer_id": offer.id, "provider_id": provider_id, "reason": reason},
@@ -235,10 +236,10 @@ class DispatchService:
             offer.status, offer.updated_at = step, now
             if location is not None:
                 offer.location = {**location, "at": now.isoformat()}
-            self._event(
+            add_timeline(
                 session,
-                incident,
-                now,
+                incident.id,
+                now=now,
                 kind=f"provider.{step}",
                 actor=actor,
                 data={"offer_id": offer.id, "location": location},
@@ -300,18 +301,12 @@ class DispatchService:
             o.updated_at = now
             fx.messages.append(offer_message(o, incident, "offer.closed"))
         incident.status, incident.closed_at = status, now
-        DispatchService._event(session, incident, now, kind=status, actor=actor, data={"note": note})
+        add_timeline(session, incident.id, now=now, kind=status, actor=actor, data={"note": note})
 
     @staticmethod
     def _require_open(incident: Incident, what: str) -> None:
         if incident.status not in OPEN_STATUSES:
             raise TransitionError(f"cannot {what}: incident {incident.id} is {incident.status}")
-
-    @staticmethod
-    def _event(
-        session: AsyncSession, incident: Incident, now: datetime, *, kind: str, actor: str, data: dict[str, Any]
-    ) -> None:
-        session.add(IncidentEvent(incident_id=incident.id, at=now, kind=kind, actor=actor, data=data))
 
     def _audit(self, session: AsyncSession, actor: str, action: str, incident_id: str, **detail: Any) -> None:
         session.add(

@@ -13,10 +13,13 @@ from hotline.storage.models import (
     Device,
     Elder,
     EmergencyContact,
+    EscalationPolicy,
     Incident,
     IncidentEvent,
     Notification,
+    Offer,
     Provider,
+    RoutingDecision,
 )
 
 
@@ -188,4 +191,52 @@ def call_record_view(c: CallRecord) -> dict[str, Any]:
         "device_id": c.device_id,
         "requested_by": c.requested_by,
         "detail": c.detail,
+    }
+
+
+def offer_view(o: Offer) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "incident_id": o.incident_id,
+        "provider_id": o.provider_id,
+        "rank": o.rank,
+        "eta_min": o.eta_min,
+        "status": o.status,
+        "offered_at": iso(o.offered_at),
+        "expires_at": iso(o.expires_at),
+        "responded_at": iso(o.responded_at),
+        "reason": o.reason,
+        "location": o.location,
+        "decision_id": o.decision_id,
+    }
+
+
+def decision_view(d: RoutingDecision) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "incident_id": d.incident_id,
+        "at": iso(d.at),
+        "service": d.service,
+        "origin": d.origin,
+        "estimator": d.estimator,
+        "source": d.source,
+        "chosen_provider_id": d.chosen_provider_id,
+        "reachable_in_time": d.reachable_in_time,
+        "candidates": d.candidates,
+        "excluded": d.excluded,
+    }
+
+
+def policy_view(p: EscalationPolicy) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "version": p.version,
+        "description": p.description,
+        "types": p.types,
+        "severities": p.severities,
+        "priority": p.priority,
+        "active": p.active,
+        "tracks": p.tracks,
+        "created_by": p.created_by,
+        "created_at": iso(p.created_at),
     }

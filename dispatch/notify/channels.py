@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from dispatch.errors import DeliveryError
+from dispatch.notify.outbox import post
 from hotline.storage.models import Notification
 
 TYPE_TEXT = {
@@ -57,14 +58,7 @@ class SmsGatewaySender:
         hdrs = {"content-type": "application/json", "idempotency-key": n.id}
         if self._token:
             hdrs["authorization"] = f"Bearer {self._token}"
-        try:
-            async with self._http.post(self._url, data=body, headers=hdrs, timeout=self._timeout) as resp:
-                if 200 <= resp.status < 300:
-                    return
-                permanent = 400 <= resp.status < 500 and resp.status not in (408, 409, 429)
-                raise DeliveryError(f"SMS gateway answered HTTP {resp.status}", permanent=permanent)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryError(f"SMS gateway: {type(exc).__name__}: {exc}") from exc
+        await post(self._http, self._url, body, hdrs, self._timeout, who="SMS gateway")
 
 
 class CallPlacer(Protocol):

@@ -133,6 +133,29 @@ def retry_delay(attempts: int) -> float:
 Sender = Callable[[Notification], Awaitable[None]]
 
 
+async def post(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    limit: aiohttp.ClientTimeout,
+    *,
+    who: str | None = None,
+) -> None:
+    """POST for an HTTP channel: 2xx is delivered; anything else raises :class:`DeliveryError`,
+    permanent for a 4xx other than 408, 409 and 429 (the receiver will never take it)."""
+    try:
+        async with http.post(url, data=body, headers=headers, timeout=limit) as resp:
+            if 200 <= resp.status < 300:
+                return
+            permanent = 400 <= resp.status < 500 and resp.status not in (408, 409, 429)
+            status = f"HTTP {resp.status}"
+            raise DeliveryError(f"{who} answered {status}" if who else status, permanent=permanent)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise DeliveryError(f"{who}: {error}" if who else error) from exc
+
+
 class WebhookSender:
     """Posts a notification as a Standard Webhooks message, signed with every current secret."""
 
@@ -144,15 +167,7 @@ class WebhookSender:
     async def __call__(self, n: Notification) -> None:
         body = json.dumps(n.payload, ensure_ascii=False, separators=(",", ":")).encode()
         hdrs = webhooks.headers(self._secrets, n.id, int(time.time()), body)
-        try:
-            async with self._http.post(n.target, data=body, headers=hdrs, timeout=self._timeout) as resp:
-                if 200 <= resp.status < 300:
-                    return
-                # 4xx other than 408/429 means the receiver will never take it.
-                permanent = 400 <= resp.status < 500 and resp.status not in (408, 409, 429)
-                raise DeliveryError(f"HTTP {resp.status}", permanent=permanent)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+        await post(self._http, n.target, body, hdrs, self._timeout)
 
 
 async def _no_adapter(n: Notification) -> None:

@@ -18,7 +18,7 @@ from hotline.api.keys import SERVICES
 from hotline.api.routes import audit, body, listing, principal
 from hotline.auth import require
 from hotline.errors import NotFoundError, ValidationError
-from hotline.storage.models import CallRecord, Device, Elder, EmergencyContact, User
+from hotline.storage.models import SEVERITIES, CallRecord, Device, Elder, EmergencyContact, User
 from hotline.telephony.errors import TelephonyError
 from hotline.telephony.service import TelephonyService
 from hotline.views import call_record_view, incident_view
@@ -29,7 +29,6 @@ routes = web.RouteTableDef()
 # (threshold in seconds, share of offered calls): the telecare industry's targets, and an older one.
 TARGETS = ((60, 0.975, "telecare"), (180, 0.99, "telecare"), (60, 0.985, "older standard"))
 CALL_INCIDENT_TYPES = ("emergency", "health", "service_request", "consultation", "complaint", "referral", "follow_up")
-SEVERITIES = ("low", "medium", "high", "critical")
 PURPOSES = ("click_to_call", "elder", "contact", "alarm_callback", "wellbeing")
 
 

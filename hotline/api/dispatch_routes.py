@@ -13,7 +13,6 @@ from sqlalchemy.exc import IntegrityError
 
 from dispatch.catalogue import SERVICES as CATALOGUE
 from dispatch.errors import PolicyError
-from dispatch.escalation import offer_view
 from dispatch.notify.links import FamilyLinks
 from dispatch.policy import parse_tracks
 from dispatch.routing import AVAILABILITY, check_working_hours
@@ -24,13 +23,12 @@ from hotline.api.keys import SERVICES
 from hotline.api.routes import audit, body, listing, principal
 from hotline.auth import require
 from hotline.errors import ConflictError, NotFoundError, ValidationError
-from hotline.storage.models import PROVIDER_KINDS, EscalationPolicy, Offer, Provider, RoutingDecision
-from hotline.views import iso, provider_view
+from hotline.storage.models import PROVIDER_KINDS, SEVERITIES, EscalationPolicy, Offer, Provider, RoutingDecision
+from hotline.views import decision_view, offer_view, policy_view, provider_view
 
 routes = web.RouteTableDef()
 
 INCIDENT_TYPES = ("sos", "fall", "emergency", "health", "service_request", "consultation", "complaint", "referral")
-SEVERITIES = ("low", "medium", "high", "critical")
 
 
 def _dispatch(request: web.Request) -> DispatchService:
@@ -274,22 +272,6 @@ async def decisions(request: web.Request) -> web.Response:
     return await listing(request, stmt, decision_view)
 
 
-def decision_view(d: RoutingDecision) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "incident_id": d.incident_id,
-        "at": iso(d.at),
-        "service": d.service,
-        "origin": d.origin,
-        "estimator": d.estimator,
-        "source": d.source,
-        "chosen_provider_id": d.chosen_provider_id,
-        "reachable_in_time": d.reachable_in_time,
-        "candidates": d.candidates,
-        "excluded": d.excluded,
-    }
-
-
 @routes.post("/api/v1/incidents/{id}/family/confirm")
 async def family_confirm(request: web.Request) -> web.Response:
     """A family account says "I'm on my way" for its own elder's incident."""
@@ -373,21 +355,6 @@ for _action in ("accept", "decline", *PROGRESS):
 
 
 # -- policies -----------------------------------------------------------------------------
-
-
-def policy_view(p: EscalationPolicy) -> dict[str, Any]:
-    return {
-        "name": p.name,
-        "version": p.version,
-        "description": p.description,
-        "types": p.types,
-        "severities": p.severities,
-        "priority": p.priority,
-        "active": p.active,
-        "tracks": p.tracks,
-        "created_by": p.created_by,
-        "created_at": iso(p.created_at),
-    }
 
 
 @routes.get("/api/v1/policies")

@@ -19,7 +19,7 @@ from sqlalchemy.sql import Select
 from devices.commands import CommandService, command_view
 from devices.contract import COMMAND_TYPES, DEVICE_ID_RE
 from devices.errors import ContractError, UnknownDeviceError
-from dispatch.escalation import offer_view, pending_summary
+from dispatch.escalation import pending_summary
 from hotline.api import validation as v
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES
@@ -49,6 +49,7 @@ from hotline.views import (
     incident_view,
     iso,
     notification_view,
+    offer_view,
     timeline_view,
 )
 

@@ -53,6 +53,7 @@ INCIDENT_STATUSES = (
     "cancelled",
 )
 OPEN_STATUSES = INCIDENT_STATUSES[:6]
+SEVERITIES = ("low", "medium", "high", "critical")  # in rising order
 
 
 def utcnow() -> datetime:
