@@ -18,9 +18,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import contract
-from devices.errors import BrokerUnavailableError, ContractError, UnknownDeviceError
+from devices.errors import BrokerUnavailableError, ContractError, UnknownDeviceError, UnknownIncidentError
 from devices.mqtt_link import MqttLink
-from hotline.storage.models import AuditEntry, Device, DeviceCommand
+from hotline.storage.models import AuditEntry, Device, DeviceCommand, Incident
 from hotline.views import iso
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ class CommandService:
         async with self._sm() as session, session.begin():
             if await session.get(Device, device_id) is None:
                 raise UnknownDeviceError(f"device {device_id} is not registered")
+            if incident_id is not None and await session.get(Incident, incident_id) is None:
+                raise UnknownIncidentError(f"incident {incident_id} does not exist")
             session.add(command)
             await session.flush()
             payload = contract.build_command(command.id, type_, params, expires)  # validates; raises ContractError

@@ -116,13 +116,17 @@ def analyse(
     # Events and their acks.
     acks: dict[str, str] = {}
     ack_at: dict[str, float] = {}
+    retry_until: dict[str, float] = {}  # a "retry" ack: not to be sent again before this
     for o in by["ack"]:
         try:
             a = contract.parse_ack(o.payload)
         except ContractError:
             continue
         acks[a["event_id"]] = a["status"] if a["status"] != "rejected" else f"rejected: {a['reason']}"
-        ack_at.setdefault(a["event_id"], o.at)
+        if a["status"] == "retry":
+            retry_until[a["event_id"]] = o.at + a.get("retry_after_s", 1)
+        else:
+            ack_at.setdefault(a["event_id"], o.at)
     seen_ids: dict[str, int] = {}
     for o in by["events"]:
         if o.retain:
@@ -137,6 +141,8 @@ def analyse(
         seen_ids[e.event_id] = seen_ids.get(e.event_id, 0) + 1
         if e.event_id in ack_at and o.at > ack_at[e.event_id] + 1.0:
             out.append(Finding("WARN", "retransmission", f"{e.event_id} was sent again after its ack"))
+        elif e.event_id in retry_until and o.at < retry_until[e.event_id] - 1.0 and e.event_id not in ack_at:
+            out.append(Finding("WARN", "retry", f"{e.event_id} was sent again before its retry_after_s"))
         if abs(e.ts.timestamp() - o.at) > MAX_SKEW_S:
             out.append(Finding("FAIL", "clock", f"event {e.event_id} ts is {e.ts.timestamp() - o.at:+.0f} s off"))
     for event_id, n in seen_ids.items():
@@ -145,6 +151,8 @@ def analyse(
             out.append(Finding("FAIL", "ack", f"event {event_id} got no ack from the backend"))
         elif status.startswith("rejected"):
             out.append(Finding("FAIL", "ack", f"event {event_id} was {status}"))
+        elif status == "retry":
+            out.append(Finding("WARN", "ack", f"event {event_id} was last told to retry and not sent again in time"))
         else:
             note = f" after {n} transmissions" if n > 1 else ""
             out.append(Finding("PASS", "ack", f"event {event_id} {status}{note}"))

@@ -8,6 +8,7 @@ truth; the checks below add what JSON Schema cannot say (real timestamps, sizes)
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -15,15 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, NotRequired, ParamSpec, TypedDict, TypeVar, cast
 
 import fastjsonschema
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from devices.errors import ContractError, UnknownTopicError
+from hotline.jsonlimits import JsonLimitError, loads_bounded
 
 MAX_PAYLOAD_BYTES = 8 * 1024
+#: Deepest JSON nesting accepted; the deepest valid message nests 3 levels, ``extra`` a few more.
+MAX_DEPTH = 16
 EVENT_TYPES = frozenset(
     {
         "sos",
@@ -40,10 +44,13 @@ EVENT_TYPES = frozenset(
 )
 #: Events that open an emergency incident at once.
 EMERGENCY_TYPES = frozenset({"sos", "fall"})
+#: Alarms and safety events: always stored at once, however fast a device sends them. Other
+#: events from a device over its rate are answered ``retry`` with a ``retry_after_s``.
+ALWAYS_STORED_TYPES = EMERGENCY_TYPES | {"removed", "power_loss", "heart_rate_abnormal", "geofence_exit"}
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 Channel = Literal["events", "telemetry", "status", "commands/result"]
-AckStatus = Literal["accepted", "duplicate", "rejected"]
+AckStatus = Literal["accepted", "duplicate", "rejected", "retry"]
 _UPLINK: tuple[Channel, ...] = ("events", "telemetry", "status", "commands/result")
 
 
@@ -52,6 +59,7 @@ class AckPayload(TypedDict):
     status: AckStatus
     incident_id: str | None
     reason: str | None
+    retry_after_s: NotRequired[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,36 +203,47 @@ def parse_ts(value: object) -> datetime:
 
 
 def _load_object(payload: bytes) -> dict[str, Any]:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ContractError(
-            f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", event_id=_salvage_event_id(payload)
-        )
     try:
-        data = json.loads(payload.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ContractError("payload is not UTF-8") from exc
-    except json.JSONDecodeError as exc:
-        raise ContractError(f"payload is not JSON: {exc.msg} at position {exc.pos}") from exc
+        data = loads_bounded(payload, max_bytes=MAX_PAYLOAD_BYTES, max_depth=MAX_DEPTH)
+    except JsonLimitError as exc:
+        raise ContractError(f"payload {exc.reason}", event_id=_salvage_event_id(payload)) from exc
     if not isinstance(data, dict):
         raise ContractError("payload must be a JSON object")
     return data
 
 
+_EVENT_ID_RE = re.compile(rb'^\s*\{\s*"event_id"\s*:\s*"([A-Za-z0-9_.:-]{1,64})"')
+
+
 def _salvage_event_id(payload: bytes) -> str | None:
-    """Read the event_id of an oversized payload, so the device learns which event was refused.
-
-    Bounded: past 256 KiB we do not spend the CPU, and the device gets no ack.
-    """
-    if len(payload) > 256 * 1024:
-        return None
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    value = data.get("event_id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+    """The event_id of a payload refused as too large or too deep, so the device learns which
+    event was refused. Only a leading ``event_id`` is trusted (as every conforming device and
+    our simulators write it); a lookup further in could find one nested in ``extra``."""
+    match = _EVENT_ID_RE.match(payload[:200])
+    return match.group(1).decode() if match else None
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _parser(fn: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Whatever goes wrong while parsing untrusted bytes is a :class:`ContractError`, so no
+    payload can raise past the gateway's error handling (the brief's nested-JSON lesson)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return fn(*args, **kwargs)
+        except ContractError:
+            raise
+        except Exception as exc:
+            raise ContractError(f"payload could not be parsed: {type(exc).__name__}") from exc
+
+    return wrapper
+
+
+@_parser
 def parse_event(payload: bytes) -> DeviceEvent:
     """Validate an ``events`` payload. Raises :class:`ContractError`; never returns partial data."""
     data = _load_object(payload)
@@ -284,11 +303,21 @@ def build_event(
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def build_ack(event_id: str, status: AckStatus, *, incident_id: str | None = None, reason: str | None = None) -> bytes:
+def build_ack(
+    event_id: str,
+    status: AckStatus,
+    *,
+    incident_id: str | None = None,
+    reason: str | None = None,
+    retry_after_s: int | None = None,
+) -> bytes:
     ack: AckPayload = {"event_id": event_id, "status": status, "incident_id": incident_id, "reason": reason}
+    if retry_after_s is not None:
+        ack["retry_after_s"] = retry_after_s
     return json.dumps(ack, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+@_parser
 def parse_ack(payload: bytes) -> AckPayload:
     data = _load_object(payload)
     _validate("ack", data)
@@ -315,6 +344,7 @@ class Telemetry:
     worn: bool | None
 
 
+@_parser
 def parse_telemetry(payload: bytes) -> Telemetry:
     data = _load_object(payload)
     _validate("telemetry", data)
@@ -361,6 +391,7 @@ class Status:
     ts: datetime | None
 
 
+@_parser
 def parse_status(payload: bytes) -> Status:
     data = _load_object(payload)
     _validate("status", data)
@@ -391,6 +422,7 @@ def build_command(command_id: str, type_: str, params: dict[str, Any], expires_a
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+@_parser
 def parse_command(payload: bytes) -> Command:
     data = _load_object(payload)
     _validate("command", data)
@@ -405,6 +437,7 @@ class CommandResult:
     location: Location | None
 
 
+@_parser
 def parse_command_result(payload: bytes) -> CommandResult:
     data = _load_object(payload)
     _validate("command_result", data)

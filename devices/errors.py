@@ -28,3 +28,7 @@ class BrokerUnavailableError(DeviceError):
 
 class UnknownDeviceError(DeviceError):
     """The device id is not registered."""
+
+
+class UnknownIncidentError(DeviceError):
+    """A command names an incident that does not exist."""

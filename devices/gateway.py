@@ -12,16 +12,33 @@ A crash before step 3 leaves the message unacknowledged in the broker's session,
 comes back; a crash after it finds the row already there and answers ``duplicate``.
 
 Telemetry and status are signs of life for :class:`~devices.presence_store.PresenceStore`
-(buffered, flushed in batches) and inputs to the condition rules. A flooding device is
-throttled per device; an emergency event is never throttled.
+(buffered, flushed in batches) and inputs to the condition rules.
+
+No message may hold a slot of the broker's in-flight window (Receive Maximum) for long,
+because the window is shared by every device:
+
+* a payload that breaks the contract (too large, too deep, not JSON, wrong shape) is
+  refused with a dead letter, then acknowledged;
+* any other failure while handling a message is retried a few times with back-off, off
+  the worker, then the message is *parked*: a dead letter with the exact bytes and the
+  error, replayable later. It is acknowledged only once the dead letter is stored;
+* alarms and safety events are always stored. A device sending other events faster than
+  its rate is answered ``retry`` with ``retry_after_s``, not refused;
+* a device that keeps sending bad messages is throttled on those only: past its
+  allowance their dead letters are sampled and they are not logged one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
+import math
+import random
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +51,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from devices import contract, rules
+from devices import contract, deadletters, rules
 from devices.commands import CommandService
 from devices.conditions import ConditionService
 from devices.directory import DeviceDirectory, to_info
@@ -42,19 +59,22 @@ from devices.errors import ContractError, UnknownTopicError
 from devices.mqtt_link import Inbound, MqttLink
 from devices.presence import DampingPolicy
 from devices.presence_store import PresenceStore
-from devices.ratelimit import RateLimiter
+from devices.ratelimit import EventPacer, RateLimiter
 from dispatch.incidents import IncidentCreated, Incidents
 from dispatch.timeline import add_timeline
 from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
 from hotline.clock import Clock, SystemClock
 from hotline.storage.models import OPEN_STATUSES, DeadLetter, Device, DeviceEventRecord, Elder, Incident
-from hotline.tasks import raise_if_cancelling
+from hotline.tasks import raise_if_cancelling, wait_event
 from hotline.views import elder_summary
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_PAYLOAD_CHARS = 2000
+# Exact bytes are kept up to this size, so a parked or refused message can be replayed.
+DEAD_LETTER_RAW_BYTES = 64 * 1024
+REPLAY_POLL_S = 1.0
 # Brokers built with metrics report drops; every Mosquitto reports its queued-message count,
 # which grows when a subscriber falls behind: the warning before anything is dropped.
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
@@ -67,8 +87,18 @@ class GatewayPolicy:
     lw_grace_s: float = 30.0
     offline_incident_after_s: float = 1800.0
     max_clock_skew_s: float = 300.0
+    # telemetry, status and command results: over the rate they are dropped (and counted)
     rate_per_s: float = 2.0
     burst: float = 30.0
+    # events other than alarms and safety events: over the rate they are answered "retry"
+    event_rate_per_s: float = 10.0
+    event_burst: float = 100.0
+    # bad messages: past this allowance they are sampled, not recorded one by one
+    bad_rate_per_s: float = 1.0
+    bad_burst: float = 20.0
+    # unexpected handling errors: attempts before a message is parked
+    max_attempts: int = 3
+    retry_base_s: float = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +106,7 @@ class Outcome:
     status: contract.AckStatus
     incident_id: str | None = None
     reason: str | None = None
+    retry_after_s: int | None = None
     created: IncidentCreated | None = None
     info: rules.DeviceInfo | None = None
     extra: tuple[dict[str, Any], ...] = ()
@@ -113,6 +144,11 @@ class DeviceGateway:
         self._clock = clock or SystemClock()
         self._workers = workers
         self._limiter = RateLimiter(rate_per_s=self.policy.rate_per_s, burst=self.policy.burst)
+        self._pacer = EventPacer(rate_per_s=self.policy.event_rate_per_s, burst=self.policy.event_burst)
+        self._bad = RateLimiter(rate_per_s=self.policy.bad_rate_per_s, burst=self.policy.bad_burst)
+        self._retries: list[tuple[float, int, Inbound]] = []
+        self._retry_seq = itertools.count()
+        self._retry_wake = asyncio.Event()
         self._pending_touch: dict[str, float] = {}
         self._pending_snap: dict[str, dict[str, Any]] = {}
         self._dead_letter_sampled: dict[str, float] = {}
@@ -133,40 +169,154 @@ class DeviceGateway:
                 tg.create_task(self._worker(), name=f"devices.gateway.worker[{n}]")
             tg.create_task(self._flusher(), name="devices.gateway.presence_flush")
             tg.create_task(self._refresh_conditions(), name="devices.gateway.conditions_refresh")
+            tg.create_task(self._retrier(), name="devices.gateway.retrier")
+            tg.create_task(self._replay_requests(), name="devices.gateway.replay_requests")
 
     async def _worker(self) -> None:
         while True:
             item = await self._link.get()
-            try:
-                await self.handle(item)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                raise_if_cancelling()
-                # Not acked: the broker keeps it in our session and redelivers it.
-                self.metrics["errors"] += 1
-                log.exception("unhandled error on topic=%s; message left unacknowledged", item.topic)
+            await self._attempt(item)
             raise_if_cancelling()
 
-    async def handle(self, item: Inbound) -> None:
+    async def _attempt(self, item: Inbound) -> None:
+        try:
+            await self.handle(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise_if_cancelling()
+            await self._failed(item, exc)
+
+    async def _failed(self, item: Inbound, exc: Exception) -> None:
+        """An unexpected error: retry off the worker, then park the message and free its slot."""
+        item.attempt += 1
+        self.metrics["errors"] += 1
+        if item.acked:
+            # The fact was stored and acknowledged; what failed came after it (rules, console).
+            log.error("error after a message was stored topic=%s", item.topic, exc_info=exc)
+            return
+        if item.attempt < self.policy.max_attempts:
+            delay = self.policy.retry_base_s * 2 ** (item.attempt - 1) * (0.75 + 0.5 * _jitter())
+            log.warning(
+                "handling failed (%s: %s) topic=%s attempt=%d/%d; retry in %.2fs",
+                type(exc).__name__,
+                exc,
+                item.topic,
+                item.attempt,
+                self.policy.max_attempts,
+                delay,
+            )
+            self._retry_later(item, delay)
+            return
+        device_id, event_id = _ids_of(self._prefix, item)
+        error = "".join(traceback.format_exception(exc))[-4000:]
+        try:
+            letter_id = await self._dead_letter(
+                item,
+                device_id,
+                event_id,
+                f"handling failed {item.attempt} times: {type(exc).__name__}: {exc}",
+                disposition="parked",
+                error=error,
+            )
+        except Exception as store_exc:
+            raise_if_cancelling()
+            # Not parked, so not acknowledged: keep it in the window and try again later.
+            log.warning("parking a message failed (%s); it stays unacknowledged", type(store_exc).__name__)
+            self._retry_later(item, backoff_delay(item.attempt - self.policy.max_attempts, cap_exp=5))
+            return
+        self.metrics["parked"] += 1
+        log.error(
+            "message parked after %d attempts dead_letter=%s topic=%s device_id=%s event_id=%s",
+            item.attempt,
+            letter_id,
+            item.topic,
+            device_id,
+            event_id,
+            exc_info=exc,
+        )
+        if device_id is not None and event_id is not None and item.topic.endswith("/events"):
+            # The device may send it again: a replay of the parked copy is idempotent anyway.
+            self._send_ack(device_id, event_id, Outcome("rejected", reason="internal error; kept for replay"))
+        self._link.ack(item)
+
+    def _retry_later(self, item: Inbound, delay: float) -> None:
+        heapq.heappush(self._retries, (time.monotonic() + delay, next(self._retry_seq), item))
+        self._retry_wake.set()
+
+    async def _retrier(self) -> None:
+        """Puts failed deliveries back on the link when their back-off ends."""
+        while True:
+            now = time.monotonic()
+            while self._retries and self._retries[0][0] <= now:
+                self._link.put_back(heapq.heappop(self._retries)[2])
+            self._retry_wake.clear()
+            wait = self._retries[0][0] - now if self._retries else 3600.0
+            await wait_event(self._retry_wake, wait)
+
+    async def replay(self, letter_id: int) -> str:
+        """Run a dead letter's exact bytes through the normal path again; returns what happened
+        (for an event, the status the device was told). Idempotent by (device_id, event_id)."""
+        async with self._sm() as session:
+            letter = await session.get(DeadLetter, letter_id)
+        if letter is None:
+            raise deadletters.UnknownDeadLetterError(f"dead letter {letter_id} does not exist")
+        if letter.raw is None:
+            raise deadletters.NotReplayableError(f"dead letter {letter_id} kept no exact payload")
+        # QoS 0 and no connection generation: there is no broker delivery to acknowledge.
+        item = Inbound(letter.topic, letter.raw, qos=0, retain=False, mid=0, generation=-1)
+        try:
+            outcome = await self.handle(item)
+        except Exception as exc:
+            raise_if_cancelling()
+            log.exception("replay of dead letter %d failed", letter_id)
+            result = f"failed: {type(exc).__name__}: {exc}"
+        else:
+            result = "handled" if outcome is None else outcome.status
+            if outcome is not None and outcome.incident_id:
+                result += f" incident={outcome.incident_id}"
+            if outcome is not None and outcome.reason:
+                result += f" ({outcome.reason})"
+        async with self._sm() as session, session.begin():
+            stored = await session.get(DeadLetter, letter_id)
+            if stored is not None:
+                stored.replayed_at = self._clock.now()
+                stored.replay_result = _printable(result)[:500]
+        self.metrics["replayed"] += 1
+        log.info("dead letter replayed dead_letter=%d result=%s", letter_id, result)
+        return result
+
+    async def _replay_requests(self) -> None:
+        """Replays asked for from the command line, claimed so that one instance runs each."""
+        while True:
+            await asyncio.sleep(REPLAY_POLL_S)
+            try:
+                for letter_id in await deadletters.requested_ids(self._sm):
+                    if await deadletters.claim(self._sm, letter_id, self._clock.now()):
+                        await self.replay(letter_id)
+            except (OperationalError, OSError, deadletters.NotReplayableError) as exc:
+                raise_if_cancelling()
+                log.warning("dead-letter replay requests not read: %s", exc)
+
+    async def handle(self, item: Inbound) -> Outcome | None:
+        """Handle one delivery. For an ``events`` message, returns the outcome told the device."""
         if item.topic == SYS_DROPPED:
             self._on_broker_dropped(item.payload)
-            return
+            return None
         if item.topic == SYS_STORED:
             with contextlib.suppress(ValueError, UnicodeDecodeError):
                 self.broker_stored = int(item.payload.decode().strip())
-            return
+            return None
         try:
             topic = contract.parse_topic(self._prefix, item.topic)
         except UnknownTopicError as exc:
             self.metrics["unknown_topics"] += 1
             await self._dead_letter(item, None, None, str(exc), sample=True)
             self._link.ack(item)
-            return
+            return None
         self.metrics[f"rx_{topic.channel}"] += 1
         if topic.channel == "events":
-            await self._handle_event(item, topic.device_id)
-            return
+            return await self._handle_event(item, topic.device_id)
         if not self._limiter.allow(topic.device_id, time.monotonic()):
             self.metrics["throttled"] += 1
             await self._dead_letter(item, topic.device_id, None, "rate limited", sample=True)
@@ -177,30 +327,30 @@ class DeviceGateway:
         else:
             await self._handle_command_result(item, topic.device_id)
         self._link.ack(item)
+        return None
 
     # -- events -------------------------------------------------------------------------
 
-    async def _handle_event(self, item: Inbound, device_id: str) -> None:
+    async def _handle_event(self, item: Inbound, device_id: str) -> Outcome:
         if item.retain:
             # A retained alarm would replay to every new subscriber; the contract forbids it.
-            await self._reject(item, device_id, _event_id_of(item.payload), "events must not be retained")
-            return
+            return await self._reject(item, device_id, _event_id_of(item.payload), "events must not be retained")
         try:
             event = contract.parse_event(item.payload)
         except ContractError as exc:
-            await self._reject(item, device_id, exc.event_id, exc.reason)
-            return
-        if not event.is_emergency and not self._limiter.allow(device_id, time.monotonic()):
-            # Emergencies are never throttled; everything else from a flooding device is.
-            self.metrics["throttled"] += 1
-            await self._reject(
-                item, device_id, event.event_id, "rate limited: too many messages from this device", sample=True
-            )
-            return
+            return await self._reject(item, device_id, exc.event_id, exc.reason)
+        if event.type not in contract.ALWAYS_STORED_TYPES:
+            wait = self._pacer.admit(device_id, time.monotonic())
+            if wait > 0:
+                # Slowed down, not silenced: the device sends it again after the hint.
+                self.metrics["events_retry"] += 1
+                outcome = Outcome("retry", reason="rate limited", retry_after_s=max(1, math.ceil(wait)))
+                self._send_ack(device_id, event.event_id, outcome)
+                self._link.ack(item)
+                return outcome
         outcome = await self._store_with_retry(device_id, event)
         if outcome.status == "rejected":
-            await self._reject(item, device_id, event.event_id, outcome.reason or "rejected")
-            return
+            return await self._reject(item, device_id, event.event_id, outcome.reason or "rejected")
         self.metrics[f"events_{outcome.status}"] += 1
         self._send_ack(device_id, event.event_id, outcome)
         self._link.ack(item)
@@ -215,6 +365,7 @@ class DeviceGateway:
             messages += await self._apply_rules(outcome.info, rules.from_event(event, outcome.info))
         for message in messages:
             await self._bus.publish(message)
+        return outcome
 
     async def _store_with_retry(self, device_id: str, event: contract.DeviceEvent) -> Outcome:
         """Retry transient database failures: the alarm is not acknowledged until it is stored."""
@@ -401,7 +552,9 @@ class DeviceGateway:
             message = await self.commands.on_result(device_id, result, self._clock.now())
         except ContractError as exc:
             self.metrics["command_results_rejected"] += 1
-            await self._dead_letter(item, device_id, None, exc.reason)
+            await self._dead_letter(
+                item, device_id, None, exc.reason, sample=not self._bad.allow(device_id, time.monotonic())
+            )
             return
         info = await self.directory.get(device_id)
         if info is not None:
@@ -468,51 +621,73 @@ class DeviceGateway:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    async def _reject(
-        self, item: Inbound, device_id: str | None, event_id: str | None, reason: str, *, sample: bool = False
-    ) -> None:
+    async def _reject(self, item: Inbound, device_id: str | None, event_id: str | None, reason: str) -> Outcome:
         self.metrics["events_rejected"] += 1
-        log.info("event rejected device_id=%s event_id=%s reason=%s", device_id, event_id, reason)
-        await self._dead_letter(item, device_id, event_id, reason, sample=sample)
+        within = device_id is None or self._bad.allow(device_id, time.monotonic())
+        if within:
+            log.info("event rejected device_id=%s event_id=%s reason=%s", device_id, event_id, reason)
+        else:
+            self.metrics["bad_throttled"] += 1
+        await self._dead_letter(item, device_id, event_id, reason, sample=not within)
+        outcome = Outcome("rejected", reason=reason)
         if device_id is not None and event_id is not None:
-            self._send_ack(device_id, event_id, Outcome("rejected", reason=reason))
+            self._send_ack(device_id, event_id, outcome)
         self._link.ack(item)
+        return outcome
 
     def _send_ack(self, device_id: str, event_id: str, outcome: Outcome) -> None:
         self._link.publish(
             contract.topics(self._prefix, device_id)["ack"],
-            contract.build_ack(event_id, outcome.status, incident_id=outcome.incident_id, reason=outcome.reason),
+            contract.build_ack(
+                event_id,
+                outcome.status,
+                incident_id=outcome.incident_id,
+                reason=outcome.reason,
+                retry_after_s=outcome.retry_after_s,
+            ),
             qos=1,
         )
 
     async def _dead_letter(
-        self, item: Inbound, device_id: str | None, event_id: str | None, reason: str, *, sample: bool = False
-    ) -> None:
-        """Record a refused message. ``sample``: at most one row per device and reason a minute,
-        so a flood is visible without becoming a flood of writes."""
+        self,
+        item: Inbound,
+        device_id: str | None,
+        event_id: str | None,
+        reason: str,
+        *,
+        sample: bool = False,
+        disposition: str = "rejected",
+        error: str | None = None,
+    ) -> int | None:
+        """Record a refused or parked message; returns its id. ``sample``: at most one row per
+        device and reason a minute, so a flood is visible without becoming a flood of writes."""
         self.metrics["dead_letters"] += 1
         if sample:
             key = f"{device_id}|{reason[:40]}"
             now = time.monotonic()
             if self._dead_letter_sampled.get(key, 0) > now:
                 self.metrics["dead_letters_sampled_out"] += 1
-                return
+                return None
             if len(self._dead_letter_sampled) > 100_000:
                 self._dead_letter_sampled = {k: v for k, v in self._dead_letter_sampled.items() if v > now}
             self._dead_letter_sampled[key] = now + 60
         text = _printable(item.payload[: DEAD_LETTER_PAYLOAD_CHARS * 4].decode("utf-8", errors="backslashreplace"))
+        letter = DeadLetter(
+            received_at=self._clock.now(),
+            topic=item.topic[:255],
+            device_id=device_id,
+            event_id=event_id,
+            reason=_printable(reason)[:500],
+            disposition=disposition,
+            payload=text[:DEAD_LETTER_PAYLOAD_CHARS],
+            size=len(item.payload),
+            raw=item.payload if len(item.payload) <= DEAD_LETTER_RAW_BYTES else None,
+            error=error,
+            attempts=max(1, item.attempt),
+        )
         async with self._sm() as session, session.begin():
-            session.add(
-                DeadLetter(
-                    received_at=self._clock.now(),
-                    topic=item.topic[:255],
-                    device_id=device_id,
-                    event_id=event_id,
-                    reason=_printable(reason)[:500],
-                    payload=text[:DEAD_LETTER_PAYLOAD_CHARS],
-                    size=len(item.payload),
-                )
-            )
+            session.add(letter)
+        return letter.id
 
     def _on_broker_dropped(self, payload: bytes) -> None:
         try:
@@ -561,6 +736,20 @@ def _location(event: contract.DeviceEvent, elder: Elder) -> dict[str, Any]:
         return {"lat": loc.lat, "lon": loc.lon, "accuracy_m": loc.accuracy_m, "source": loc.source or "device"}
     # A one-touch phone has no GPS: it is where the elder lives.
     return {"lat": elder.lat, "lon": elder.lon, "accuracy_m": None, "source": "home"}
+
+
+def _jitter() -> float:
+    return random.random()
+
+
+def _ids_of(prefix: str, item: Inbound) -> tuple[str | None, str | None]:
+    """The device and event ids of a delivery, as far as they can be read."""
+    try:
+        device_id: str | None = contract.parse_topic(prefix, item.topic).device_id
+    except UnknownTopicError:
+        device_id = None
+    event_id = _event_id_of(item.payload) if item.topic.endswith("/events") else None
+    return device_id, event_id
 
 
 def _event_id_of(payload: bytes) -> str | None:

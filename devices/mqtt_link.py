@@ -21,6 +21,7 @@ import contextlib
 import logging
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,15 +40,25 @@ from hotline.config import MqttTarget
 
 log = logging.getLogger(__name__)
 
+SESSION_TAKEN_OVER = 0x8E
+SHORT_SESSION_S = 20.0
+SHORT_SESSIONS_FOR_CONFLICT = 3
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, eq=False)
 class Inbound:
+    """One delivery. Mutable on purpose: :meth:`MqttLink.ack` marks it, so a second ack of the
+    same delivery is a no-op (the broker reuses packet ids, and a stray PUBACK for a reused id
+    would acknowledge a newer message that is not stored yet)."""
+
     topic: str
     payload: bytes
     qos: int
     retain: bool
     mid: int
     generation: int  # which connection delivered it; acks on a later one are pointless
+    attempt: int = 0  # handling attempts that failed so far
+    acked: bool = False
 
 
 class MqttLink:
@@ -73,7 +84,10 @@ class MqttLink:
         # Two lanes: urgent (alarms, results, presence) is always served first and never
         # dropped; bulk (telemetry) may drop QoS 0 samples when full. An SOS must not wait
         # behind a heartbeat flood.
-        self._urgent: deque[Inbound] = deque()
+        # The urgent lane is fair between topics (one per device and channel): round-robin,
+        # so one device's backlog cannot delay another device's alarm inside our window.
+        self._urgent: dict[str, deque[Inbound]] = {}
+        self._urgent_len = 0
         self._bulk: deque[Inbound] = deque()
         self._bulk_limit = queue_size
         self._is_bulk = is_bulk
@@ -87,6 +101,14 @@ class MqttLink:
         self._generation = 0
         self.reconnects = 0
         self.dropped_qos0 = 0
+        self.client_id = client_id
+        # Session takeover: another client with our client id makes the broker end our
+        # session; MQTT 5 brokers say so with reason 0x8E, Mosquitto 2.0 just closes the
+        # socket. Either way the sign is sessions that keep ending soon after they began.
+        self._connected_at = 0.0
+        self._short_sessions = 0
+        self._conflict_at = 0.0
+        self._conflict_logged_at = 0.0
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -106,6 +128,13 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def session_conflict(self) -> bool:
+        """True while our session keeps being taken over (cleared by a session that lasts)."""
+        if not self._conflict_at:
+            return False
+        return not (self.connected and time.monotonic() - self._connected_at > 2 * SHORT_SESSION_S)
 
     @property
     def generation(self) -> int:
@@ -183,6 +212,7 @@ class MqttLink:
             client.subscribe(
                 [(topic, SubscribeOptions(qos=qos, retainAsPublished=True)) for topic, qos in self._subscriptions]
             )
+        self._connected_at = time.monotonic()
         self._connected.set()
         log.info("mqtt connected host=%s port=%d generation=%d", self._target.host, self._target.port, self._generation)
 
@@ -190,8 +220,27 @@ class MqttLink:
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         self._connected.clear()
-        if not self._stopping.is_set():
-            log.warning("mqtt disconnected: %s", reason)
+        if self._stopping.is_set():
+            return
+        log.warning("mqtt disconnected: %s", reason)
+        lasted = time.monotonic() - self._connected_at
+        if reason.value == SESSION_TAKEN_OVER or lasted < SHORT_SESSION_S:
+            self._short_sessions += 1
+        else:
+            self._short_sessions = 0
+        if reason.value == SESSION_TAKEN_OVER or self._short_sessions >= SHORT_SESSIONS_FOR_CONFLICT:
+            self._conflict_at = time.monotonic()
+            if time.monotonic() - self._conflict_logged_at > 60:
+                self._conflict_logged_at = time.monotonic()
+                log.error(
+                    "mqtt session taken over: another client connects with client id %r, so the broker keeps "
+                    "ending our session (%d sessions in a row lasted under %.0f s; last reason: %s). "
+                    "Give every backend instance its own HOTLINE_MQTT_CLIENT_ID; acks are lost meanwhile",
+                    self.client_id,
+                    self._short_sessions,
+                    SHORT_SESSION_S,
+                    reason,
+                )
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         self._incoming.append(
@@ -212,7 +261,8 @@ class MqttLink:
 
     def _enqueue(self, item: Inbound) -> None:
         if not self._is_bulk(item.topic):
-            self._urgent.append(item)
+            self._urgent.setdefault(item.topic, deque()).append(item)
+            self._urgent_len += 1
         elif item.qos == 0 and len(self._bulk) >= self._bulk_limit:
             # QoS 1 is bounded by Receive Maximum and never dropped; a lost QoS 0 telemetry
             # sample is replaced by the next one, so we count it rather than block.
@@ -222,23 +272,37 @@ class MqttLink:
             self._bulk.append(item)
         self._ready.set()
 
+    def put_back(self, item: Inbound) -> None:
+        """Queue a delivery again (a retry after a failed attempt); it keeps its place in the
+        broker's window until it is acknowledged."""
+        self._enqueue(item)
+
     async def get(self) -> Inbound:
-        """The next message, urgent lane first."""
+        """The next message: urgent lane first, round-robin over its topics."""
         while True:
             if self._urgent:
-                return self._urgent.popleft()
+                topic, queue = next(iter(self._urgent.items()))
+                item = queue.popleft()
+                del self._urgent[topic]
+                if queue:
+                    self._urgent[topic] = queue  # to the back of the rotation
+                self._urgent_len -= 1
+                return item
             if self._bulk:
                 return self._bulk.popleft()
             self._ready.clear()
             await self._ready.wait()
 
     def qsize(self) -> int:
-        return len(self._urgent) + len(self._bulk)
+        return self._urgent_len + len(self._bulk)
 
     # -- asyncio side --------------------------------------------------------------------
 
     def ack(self, item: Inbound) -> None:
         """Send the PUBACK for a QoS 1 message; call only after it is durably handled."""
+        if item.acked:
+            return
+        item.acked = True
         if item.qos > 0 and item.generation == self._generation:
             self._client.ack(item.mid, item.qos)
 

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import signal
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import timedelta
 from importlib import resources
@@ -27,6 +28,7 @@ from sqlalchemy import select, text
 from devices import contract
 from devices.commands import CommandService
 from devices.directory import DeviceDirectory
+from devices.errors import BrokerUnavailableError, DeviceError, UnknownDeviceError
 from devices.gateway import SYS_DROPPED, SYS_STORED, DeviceGateway, GatewayPolicy
 from devices.monitor import PresenceMonitor
 from devices.mqtt_link import MqttLink
@@ -43,11 +45,12 @@ from dispatch.routing import GeoIndex, GeoSync, Router, RoutingPolicy
 from dispatch.service import DispatchService
 from hotline import phones
 from hotline.api.call_routes import routes as call_routes
+from hotline.api.deadletter_routes import routes as deadletter_routes
 from hotline.api.dispatch_routes import routes as dispatch_routes
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES, Services
 from hotline.api.openapi import spec
-from hotline.api.routes import routes
+from hotline.api.routes import MAX_BODY_BYTES, routes
 from hotline.api.ws import ConsoleHub
 from hotline.auth import Principal, hash_token
 from hotline.bus import EventBus
@@ -60,8 +63,10 @@ from hotline.errors import (
     NotFoundError,
     ValidationError,
 )
+from hotline.jsonlimits import JsonLimitError
 from hotline.storage.db import make_engine, make_sessionmaker
 from hotline.storage.models import User
+from hotline.tasks import cancel_and_wait
 from hotline.telephony.errors import TelephonyError
 from hotline.telephony.service import TelephonyService
 
@@ -82,29 +87,13 @@ _STATUS = {
     SignatureError: 403,
     NotYoursError: 404,
     TransitionError: 409,
+    UnknownDeviceError: 404,
+    BrokerUnavailableError: 503,
 }
 
 
-async def cancel_and_wait(task: asyncio.Task[Any], *, grace_s: float = 10.0) -> None:
-    """Cancel an owned task and wait for it, but never forever: shutdown must finish even if
-    a task is stuck in a foreign library's cancellation path (it is logged as a straggler)."""
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=grace_s)
-    if not done:
-        stuck = [t for t in asyncio.all_tasks() if t.get_name().startswith(task.get_name()) and not t.done()]
-        log.error(
-            "task %s did not stop within %.0f s of cancellation; abandoning it; still running: %s",
-            task.get_name(),
-            grace_s,
-            "; ".join(f"{t.get_name()} at {t.get_stack(limit=3)}" for t in stuck),
-        )
-        return
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-def _error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    return json_response({"error": {"code": code, "message": message, "field": field}}, status=status)
+def _error(status: int, code: str, message: str, field: str | None = None, **extra: str) -> web.Response:
+    return json_response({"error": {"code": code, "message": message, "field": field, **extra}}, status=status)
 
 
 @web.middleware
@@ -113,14 +102,26 @@ async def errors_middleware(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except (HotlineError, DispatchError) as exc:
+    except JsonLimitError as exc:
+        return _error(413 if exc.too_large else 400, "validation", f"request body {exc.reason}")
+    except (HotlineError, DispatchError, DeviceError) as exc:
         status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
         field = exc.field if isinstance(exc, ValidationError) else None
         return _error(status, type(exc).__name__.removesuffix("Error").lower() or "error", str(exc), field)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            return _error(exc.status, "http", exc.reason)
+            response = _error(exc.status, "http", exc.reason)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        # Never a bare 500 page with a traceback: JSON, and a reference the log also carries.
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("unexpected error error_id=%s method=%s path=%s", error_id, request.method, request.path)
+        return _error(500, "internal", f"internal error (reference {error_id})", error_id=error_id)
 
 
 @web.middleware
@@ -165,7 +166,13 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:  # any driver error means "not ready"
         checks["database"] = f"error: {type(exc).__name__}"
     checks["redis"] = "ok" if svc.bus is not None and await svc.bus.ping() else "down"
-    checks["mqtt"] = "ok" if svc.link is not None and svc.link.connected else "down"
+    # The console fan-out: while it is down, events still reach this instance's consoles
+    # (local delivery) but not the other instances'.
+    checks["console_bus"] = "ok" if svc.bus is not None and svc.bus.subscribed.is_set() else "down"
+    if svc.link is not None and svc.link.session_conflict:
+        checks["mqtt"] = f"session taken over: another client uses client id {svc.link.client_id!r}"
+    else:
+        checks["mqtt"] = "ok" if svc.link is not None and svc.link.connected else "down"
     checks["devices"] = "ok" if svc.gateway is not None and svc.gateway.ready.is_set() else "starting"
     if svc.telephony is None:
         checks["ami"] = "disabled"
@@ -193,10 +200,22 @@ async def metrics(request: web.Request) -> web.Response:
         ]
         lines += [f'hotline_gateway_messages_total{{outcome="{k}"}} {v}' for k, v in sorted(gw.metrics.items())]
         metric("conditions_opened_total", gw.conditions.opened, "Device condition episodes opened")
+        # Both are the broker's own $SYS figures, for every client of the broker, not ours.
         if gw.broker_stored is not None:
-            metric("broker_queued_messages", gw.broker_stored, "Messages queued in the broker's store", "gauge")
+            metric(
+                "broker_queued_messages",
+                gw.broker_stored,
+                "The broker's $SYS/broker/store/messages/count: messages queued for all its clients",
+                "gauge",
+            )
         if gw.broker_dropped is not None:
-            metric("broker_dropped_messages", gw.broker_dropped, "Messages the broker reports as dropped", "gauge")
+            metric(
+                "broker_sys_dropped_messages",
+                gw.broker_dropped,
+                "The broker's $SYS/broker/publish/messages/dropped: drops across all its clients since it started, "
+                "not this backend's losses",
+                "gauge",
+            )
     if svc.link is not None:
         metric("mqtt_connected", int(svc.link.connected), "1 when the MQTT link is up", "gauge")
         metric("mqtt_reconnects_total", svc.link.reconnects, "MQTT reconnections")
@@ -245,7 +264,7 @@ def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
 
 
 def build_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=1024**2)
+    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     engine = make_engine(settings.database_url)
     app[SERVICES] = Services(settings=settings, engine=engine, sm=make_sessionmaker(engine))
     app[HUB] = ConsoleHub()
@@ -258,6 +277,7 @@ def build_app(settings: Settings) -> web.Application:
     app.add_routes(routes)
     app.add_routes(call_routes)
     app.add_routes(dispatch_routes)
+    app.add_routes(deadletter_routes)
     phones.AREA_CODE = settings.phone_area_code
     app.cleanup_ctx.extend([_database_ctx, _bus_ctx, _outbox_ctx, _dispatch_ctx, _telephony_ctx, _devices_ctx])
     app.on_shutdown.append(_close_websockets)
@@ -405,6 +425,8 @@ async def _devices_ctx(app: web.Application) -> AsyncIterator[None]:
             heartbeat_misses=s.heartbeat_misses,
             lw_grace_s=s.lw_grace_s,
             offline_incident_after_s=s.offline_incident_after_s,
+            event_rate_per_s=s.device_event_rate,
+            event_burst=s.device_event_burst,
         ),
         on_notifications=svc.outbox.wake,
         incidents=svc.dispatch.incidents if svc.dispatch else None,

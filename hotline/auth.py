@@ -26,6 +26,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "incidents.read": CONSOLE_ROLES | {"family"},
     "ws.connect": CONSOLE_ROLES | {"family", "provider"},
     "audit.read": frozenset({"supervisor", "admin"}),
+    "deadletters.read": frozenset({"supervisor", "admin"}),
+    "deadletters.replay": frozenset({"supervisor", "admin"}),
     "calls.read": CONSOLE_ROLES,
     "calls.write": CONSOLE_ROLES,
     "calls.stats": frozenset({"dispatcher", "supervisor", "admin"}),

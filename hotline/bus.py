@@ -1,9 +1,27 @@
-"""The console event bus on Redis pub/sub, so every backend instance's WebSocket
-clients see every event, whichever instance produced it.
+"""The console event bus on Redis, so every backend instance's WebSocket clients see every
+event, whichever instance produced it.
 
-The subscriber is a supervised loop with jittered back-off. When Redis is down, a
-publish falls back to this instance's own listeners: operators connected here still see
-the alarm, which matters more than perfect fan-out.
+Theory of operation. A publish is one Lua call that appends the message to a capped
+stream (the replay log) and PUBLISHes it with the stream id as its ``seq``. An event for
+the console is never dropped in silence:
+
+* when this instance is not subscribed (Redis down, or the subscriber still reconnecting),
+  the message is also delivered to this instance's own listeners;
+* when PUBLISH reports no receiver at all, even though we think we are subscribed, our
+  subscription is stale: deliver locally as well;
+* a console that reconnects names the last ``seq`` it saw and is sent what it missed
+  from the log (:meth:`EventBus.since`).
+
+A message can so reach a listener twice (local delivery racing a resubscribe); it keeps
+its ``seq``, and the hub drops repeats.
+
+Redis pub/sub ignores the database number: a channel published on ``/0`` reaches
+subscribers on ``/7``. The channel name therefore carries the database as well as the
+prefix, so two deployments that share a Redis server never see each other's events.
+
+The subscriber is a supervised loop. While it is down it polls Redis every
+``RECONNECT_POLL_S`` and resubscribes as soon as Redis answers, instead of sitting out a
+long back-off while alarms go by.
 """
 
 from __future__ import annotations
@@ -12,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,15 +43,34 @@ from hotline.tasks import raise_if_cancelling
 log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]
+RECONNECT_POLL_S = 0.2
+LOG_LENGTH = 5000  # messages kept for consoles that reconnect
+
+# XADD to the log, then PUBLISH "seq json"; returns {seq, receivers}.
+_PUBLISH = """
+local seq = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
+local n = redis.call('PUBLISH', KEYS[2], seq .. ' ' .. ARGV[1])
+return {seq, n}
+"""
+
+
+def seq_key(seq: str) -> tuple[int, int]:
+    """A stream id ("ms-n") as a sortable pair."""
+    ms, _, n = seq.partition("-")
+    return int(ms), int(n or 0)
 
 
 class EventBus:
     def __init__(self, redis: aioredis.Redis, *, prefix: str) -> None:
         self.redis = redis
-        self.channel = f"{prefix}:console"
+        db = int(redis.connection_pool.connection_kwargs.get("db", 0) or 0)
+        self.channel = f"{prefix}:db{db}:console"
+        self.log_key = f"{prefix}:console:log"
         self._listeners: list[Listener] = []
+        self._script = redis.register_script(_PUBLISH)
         self.subscribed = asyncio.Event()
         self.fallbacks = 0
+        self.local_deliveries = 0
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -46,13 +84,35 @@ class EventBus:
 
     async def publish(self, message: dict[str, Any]) -> None:
         data = json.dumps(message, ensure_ascii=False, default=str)
+        was_subscribed = self.subscribed.is_set()
         try:
-            await self.redis.publish(self.channel, data)
+            seq, receivers = await self._script(keys=[self.log_key, self.channel], args=[data, LOG_LENGTH])
         except (RedisError, OSError) as exc:
             raise_if_cancelling()
             self.fallbacks += 1
             log.warning("redis publish failed (%s); delivering locally only", exc)
             self._deliver(message)
+            return
+        if not was_subscribed or int(receivers) == 0:
+            # Our own subscriber will not see it: deliver here, or nobody on this instance will.
+            self.local_deliveries += 1
+            self._deliver({**message, "seq": seq.decode() if isinstance(seq, bytes) else str(seq)})
+
+    async def since(self, seq: str, *, limit: int = 1000) -> tuple[list[dict[str, Any]], bool]:
+        """Messages after ``seq`` from the log, and whether the log still reaches back that far
+        (False: some were trimmed, and the caller should reload its state)."""
+        try:
+            seq_key(seq)
+        except ValueError:
+            return [], False
+        rows: list[Any] = await self.redis.xrange(self.log_key, min=f"({seq}", max="+", count=limit) or []
+        first: list[Any] = await self.redis.xrange(self.log_key, min="-", max="+", count=1) or []
+        complete = not first or seq_key(_text(first[0][0])) <= seq_key(seq)
+        out: list[dict[str, Any]] = []
+        for raw_id, fields in rows:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                out.append({**json.loads(fields[b"m"]), "seq": _text(raw_id)})
+        return out, complete and len(rows) < limit
 
     async def ping(self) -> bool:
         try:
@@ -68,22 +128,36 @@ class EventBus:
             try:
                 await pubsub.subscribe(self.channel)
                 self.subscribed.set()
+                if attempt:
+                    log.info("redis subscription restored channel=%s", self.channel)
                 attempt = 0
                 async for raw in pubsub.listen():
                     if raw.get("type") != "message":
                         continue
                     try:
-                        self._deliver(json.loads(raw["data"]))
+                        seq, _, data = _text(raw["data"]).partition(" ")
+                        self._deliver({**json.loads(data), "seq": seq})
                     except (ValueError, TypeError):
                         log.warning("ignoring a non-JSON console message")
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
                 self.subscribed.clear()
-                delay = backoff_delay(attempt)
                 attempt += 1
-                log.warning("redis subscription lost (%s); retry in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+                log.warning("redis subscription lost (%s); delivering locally until it is back", exc)
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._wait_for_redis(backoff_delay(attempt, cap_exp=8))
+
+    async def _wait_for_redis(self, at_most_s: float) -> None:
+        """Return when Redis answers a PING, or after ``at_most_s``."""
+        deadline = time.monotonic() + at_most_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(RECONNECT_POLL_S)
+            if await self.ping():
+                return
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

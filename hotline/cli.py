@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--probe", action="store_true", help="also send it a locate command and expect a result")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    from hotline import cli_deadletters
+
+    cli_deadletters.add_parser(sub)
+
     demo = sub.add_parser("demo", help="run everything on this machine with simulators")
     demo.add_argument("--elders", type=int, default=200)
     demo.add_argument("--providers", type=int, default=40)
@@ -133,6 +137,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "devices":
         return _devices(args, settings)
+    if args.command == "deadletters":
+        from hotline import cli_deadletters
+
+        return cli_deadletters.run(args, settings)
     if args.command == "demo":
         from hotline.demo import run_demo
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,12 @@ class AmiTarget:
     secret: str
 
 
+def default_client_id() -> str:
+    """``hotline-{hostname}``, reduced to characters every broker accepts in a client id."""
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())[:40]
+    return f"hotline-{host or 'backend'}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     database_url: str = "sqlite+aiosqlite:///hotline.db"
@@ -55,7 +62,8 @@ class Settings:
     )
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_prefix: str = "hotline/v1"
-    mqtt_client_id: str = "hotline-backend"
+    # Unique per host and stable across restarts: the persistent session is keyed by it.
+    mqtt_client_id: str = field(default_factory=default_client_id)
     mqtt_receive_maximum: int = 100
     mqtt_session_expiry_s: int = 86_400
     mqtt_shared_group: str | None = None
@@ -85,6 +93,8 @@ class Settings:
     timer_sweep_s: float = 1.0
     reach_minutes: int = 15
     min_provider_rating: float = 2.0
+    device_event_rate: float = 10.0
+    device_event_burst: int = 100
 
     @property
     def base_url(self) -> str:
@@ -126,6 +136,8 @@ _KEYS = (
     "timer_sweep",
     "reach_minutes",
     "min_provider_rating",
+    "device_event_rate",
+    "device_event_burst",
 )
 
 
@@ -236,25 +248,17 @@ def _dispatch(raw: dict[str, str], kwargs: dict[str, object]) -> None:
             raise ConfigError(f"{_var('link_secret')} must be at least 16 characters")
         kwargs["link_secret"] = raw["link_secret"].strip()
     if "timer_sweep" in raw:
-        try:
-            sweep = float(raw["timer_sweep"])
-        except ValueError as exc:
-            raise ConfigError(f"{_var('timer_sweep')} must be a number of seconds, got {raw['timer_sweep']!r}") from exc
-        if not 0.05 <= sweep <= 60:
-            raise ConfigError(f"{_var('timer_sweep')} must be between 0.05 and 60 seconds, got {sweep}")
-        kwargs["timer_sweep_s"] = sweep
+        kwargs["timer_sweep_s"] = _float("timer_sweep", raw["timer_sweep"], 0.05, 60, "seconds")
     if "reach_minutes" in raw:
         kwargs["reach_minutes"] = _int("reach_minutes", raw["reach_minutes"], 1, 240)
+    if "device_event_rate" in raw:
+        kwargs["device_event_rate"] = _float(
+            "device_event_rate", raw["device_event_rate"], 0.01, 10_000, "events a second"
+        )
+    if "device_event_burst" in raw:
+        kwargs["device_event_burst"] = _int("device_event_burst", raw["device_event_burst"], 1, 100_000)
     if "min_provider_rating" in raw:
-        try:
-            rating = float(raw["min_provider_rating"])
-        except ValueError as exc:
-            raise ConfigError(
-                f"{_var('min_provider_rating')} must be a number, got {raw['min_provider_rating']!r}"
-            ) from exc
-        if not 0 <= rating <= 5:
-            raise ConfigError(f"{_var('min_provider_rating')} must be between 0 and 5, got {rating}")
-        kwargs["min_provider_rating"] = rating
+        kwargs["min_provider_rating"] = _float("min_provider_rating", raw["min_provider_rating"], 0, 5)
 
 
 def _read_toml(path: Path) -> dict[str, str]:
@@ -282,6 +286,16 @@ def _int(key: str, value: str, low: int, high: int) -> int:
         raise ConfigError(f"{_var(key)} must be an integer, got {value!r}") from exc
     if not low <= number <= high:
         raise ConfigError(f"{_var(key)} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _float(key: str, value: str, low: float, high: float, unit: str = "") -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError as exc:
+        raise ConfigError(f"{_var(key)} must be a number{' of ' + unit if unit else ''}, got {value!r}") from exc
+    if not low <= number <= high:
+        raise ConfigError(f"{_var(key)} must be between {low:g} and {high:g}{' ' + unit if unit else ''}, got {number}")
     return number
 
 

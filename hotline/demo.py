@@ -19,17 +19,20 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from hotline.api.keys import SERVICES
-from hotline.app import cancel_and_wait, serve
+from hotline.app import serve
 from hotline.cli import add_user
 from hotline.config import Settings, load_settings
 from hotline.localsvc import Child, port_open, start_mosquitto, start_redis
 from hotline.seed import seed_demo
 from hotline.storage.db import make_engine, make_sessionmaker, upgrade
 from hotline.storage.models import OPEN_STATUSES, Incident, Notification, Provider
+from hotline.tasks import cancel_and_wait
 from simulators.devices import DeviceFleet
 from simulators.family import FamilyReceiver
 from simulators.provider_app import ProviderApp
@@ -156,6 +159,8 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
         await server
         await receiver.stop()
         await engine.dispose()
+        dropped = await drop_redis_keys(settings.redis_url, settings.redis_prefix)
+        _say(f"removed {dropped} demo keys ({settings.redis_prefix}:*) from Redis")
     print(flush=True)
     lat = sorted(fleet.latencies)
     summary = {
@@ -173,6 +178,26 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
     }
     print(json.dumps(summary, ensure_ascii=False), flush=True)
     return 0
+
+
+async def drop_redis_keys(url: str, prefix: str) -> int:
+    """Delete the demo's keys (``{prefix}:*``), so a demo leaves nothing behind in a shared Redis."""
+    client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    dropped = 0
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                dropped += await client.unlink(*batch)
+                batch = []
+        if batch:
+            dropped += await client.unlink(*batch)
+    except (RedisError, OSError) as exc:
+        _say(f"could not remove the demo keys from Redis: {exc}")
+    finally:
+        await client.aclose()
+    return dropped
 
 
 def _say(text: str) -> None:

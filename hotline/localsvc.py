@@ -68,8 +68,9 @@ def _need(binary: str, package: str) -> str:
     return path
 
 
-async def start_redis(workdir: Path) -> tuple[int, Child]:
-    port = free_port()
+async def start_redis(workdir: Path, port: int | None = None) -> tuple[int, Child]:
+    """A private redis-server on a free port (or on ``port``, to restart one in place)."""
+    port = port or free_port()
     proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, and Child.stop must work from sync cleanup
         [
             _need("redis-server", "redis-server"),

@@ -10,6 +10,7 @@ from typing import Any
 
 from hotline.storage.models import (
     CallRecord,
+    DeadLetter,
     Device,
     Elder,
     EmergencyContact,
@@ -126,6 +127,28 @@ def incident_view(i: Incident) -> dict[str, Any]:
 
 def timeline_view(ev: IncidentEvent) -> dict[str, Any]:
     return {"at": iso(ev.at), "kind": ev.kind, "actor": ev.actor, "data": ev.data}
+
+
+def dead_letter_view(d: DeadLetter, *, detail: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": d.id,
+        "received_at": iso(d.received_at),
+        "topic": d.topic,
+        "device_id": d.device_id,
+        "event_id": d.event_id,
+        "reason": d.reason,
+        "disposition": d.disposition,
+        "size": d.size,
+        "attempts": d.attempts,
+        "replayable": d.raw is not None,
+        "replay_requested_at": iso(d.replay_requested_at),
+        "replayed_at": iso(d.replayed_at),
+        "replay_result": d.replay_result,
+    }
+    if detail:
+        out["payload"] = d.payload
+        out["error"] = d.error
+    return out
 
 
 def notification_view(n: Notification) -> dict[str, Any]:

@@ -5,7 +5,8 @@ Each device behaves like the field hardware does:
 - it sends heartbeats on ``telemetry``, with a draining battery (and a low_battery event
   when it gets low, then a recharge);
 - on an alarm it publishes an event at QoS 1 and retransmits it, with the same event_id,
-  until the application ack arrives (also right after a reconnect);
+  until the application ack arrives (also right after a reconnect); a ``retry`` ack makes
+  it wait ``retry_after_s`` before the next transmission;
 - it answers commands, unless told not to;
 - now and then it has an offline episode: its socket dies without a DISCONNECT (the broker
   publishes the Last Will), it stays away a while, then reconnects.
@@ -46,6 +47,7 @@ class _Pending:
     payload: bytes
     first_sent: float
     last_sent: float
+    not_before: float = 0.0  # a "retry" ack said: not again until then
 
 
 @dataclass
@@ -185,6 +187,12 @@ class SimDevice:
             self.stats["bad_acks"] += 1
             return
         self.stats[f"ack_{ack['status']}"] += 1
+        if ack["status"] == "retry":
+            # Not stored: keep it, and send it again (same event_id) once the hint has passed.
+            waiting = self.pending.get(ack["event_id"])
+            if waiting is not None:
+                waiting.not_before = time.monotonic() + ack.get("retry_after_s", 1)
+            return
         p = self.pending.pop(ack["event_id"], None)
         if p is not None:
             self.fleet.latencies.append(time.monotonic() - p.first_sent)
@@ -221,7 +229,13 @@ class SimDevice:
     async def _retransmit(self, client: aiomqtt.Client, *, force: bool = False) -> None:
         now = time.monotonic()
         for p in list(self.pending.values()):
-            if force or now - p.last_sent >= self.fleet.profile.retry_s:
+            if now < p.not_before:
+                continue
+            if (
+                force
+                or now - p.last_sent >= self.fleet.profile.retry_s
+                or (p.not_before and p.last_sent < p.not_before)
+            ):
                 if p.last_sent:
                     self.stats["retransmits"] += 1
                 p.last_sent = now

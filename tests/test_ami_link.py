@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ import pytest
 from panoramisk import Manager
 
 from hotline.config import AmiTarget
+from hotline.localsvc import free_port
 from hotline.telephony import events as ev
-from hotline.telephony.errors import AmiFrameError, AmiOutcomeUnknownError
+from hotline.telephony.errors import AmiFrameError, AmiNotConnectedError, AmiOutcomeUnknownError
 from hotline.telephony.frames import FrameReader, encode_frame
 from hotline.telephony.link import AmiLink
 from simulators.asterisk import AsteriskSim
@@ -295,3 +297,64 @@ async def test_link_counts_garbage_and_keeps_going(sim: AsteriskSim, link: AmiLi
     await sim.send_raw(b"garbage without a colon\r\nmore\r\n\r\n\x00\x01\x02: \r\n\r\n" + NAME_FRAME)
     await eventually(lambda: _true(seen), timeout=3)
     assert seen == ["张三"] and link.garbage >= 2 and link.connects == 1
+
+
+# -- closing from any state (issue 10, item 4) -------------------------------------------------
+
+
+async def test_close_is_not_swallowed_while_the_old_watchdog_winds_down(
+    sim: AsteriskSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race behind the teardown hang: close() lands while the run loop, its connection just
+    lost, waits in ``finally`` for the old watchdog. That cancellation was swallowed, and the
+    loop reconnected forever."""
+
+    async def slow_watchdog(self: AmiLink) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)  # a cleanup that takes a moment
+            raise
+
+    monkeypatch.setattr(AmiLink, "_watchdog", slow_watchdog)
+    lk = AmiLink(AmiTarget("127.0.0.1", sim.port, "hotline", "hotline"), ping_interval_s=0.5, ping_timeout_s=0.5)
+    lk.start()
+    await lk.wait_ready(5)
+    sim.drop_connections()
+    await asyncio.sleep(0.1)  # the loop is now in its finally, awaiting the watchdog
+    started = time.monotonic()
+    await asyncio.wait_for(lk.close(grace_s=5), 4)
+    assert time.monotonic() - started < 2
+    assert lk._task is None
+    logins = sim.logins
+    await asyncio.sleep(1.5)
+    assert sim.logins == logins  # and it does not come back
+
+
+async def test_close_is_bounded_and_idempotent_in_every_state() -> None:
+    silent_port = free_port()
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept_and_say_nothing(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        held.append(w)  # no banner, no answer to Login: the link sits in its login wait
+
+    server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", silent_port)
+    dead_port = free_port()  # nothing listens: the link sits in its back-off
+    try:
+        for port in (silent_port, dead_port):
+            lk = AmiLink(AmiTarget("127.0.0.1", port, "u", "s"), login_timeout_s=30)
+            lk.start()
+            await asyncio.sleep(0.5)
+            started = time.monotonic()
+            await asyncio.wait_for(lk.close(), 3)
+            await asyncio.wait_for(lk.close(), 1)  # twice is fine
+            assert time.monotonic() - started < 1.5
+            with pytest.raises(AmiNotConnectedError):
+                await lk.action({"Action": "Ping"}, deadline_s=0.2)
+        never_started = AmiLink(AmiTarget("127.0.0.1", dead_port, "u", "s"))
+        await asyncio.wait_for(never_started.close(), 1)
+    finally:
+        for w in held:
+            w.close()
+        server.close()
+        await server.wait_closed()

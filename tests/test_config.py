@@ -95,3 +95,11 @@ def test_cli_reports_a_bad_variable_and_exits_2(
     monkeypatch.setenv("HOTLINE_HTTP_PORT", "x")
     assert main(["db", "upgrade"]) == 2
     assert "HOTLINE_HTTP_PORT" in capsys.readouterr().err
+
+
+def test_device_event_pacing_is_configurable_and_checked() -> None:
+    s = load_settings({"HOTLINE_DEVICE_EVENT_RATE": "2.5", "HOTLINE_DEVICE_EVENT_BURST": "40"})
+    assert (s.device_event_rate, s.device_event_burst) == (2.5, 40)
+    for var, value in (("HOTLINE_DEVICE_EVENT_RATE", "fast"), ("HOTLINE_DEVICE_EVENT_BURST", "0")):
+        with pytest.raises(ConfigError, match=var):
+            load_settings({var: value})

@@ -317,7 +317,7 @@ async def test_a_flooding_device_is_throttled_and_does_not_delay_others(world: W
         MQTT_PORT, world.backend.settings.mqtt_prefix, "YJT900002", asyncio.get_running_loop()
     ).ready()
     now = int(time.time() * 1000)
-    for n in range(80):
+    for n in range(150):
         flooder.client.publish(
             f"{flooder.base}/events", json.dumps({"event_id": f"f{n}", "type": "test", "ts": now}), qos=1
         )
@@ -328,11 +328,12 @@ async def test_a_flooding_device_is_throttled_and_does_not_delay_others(world: W
     arrived, ack = await asyncio.wait_for(other.acks.get(), 10)
     assert ack["status"] == "accepted"
     assert arrived - sent < 3.0
-    statuses = []
-    while len(statuses) < 80:
-        statuses.append((await flooder.next_ack(timeout=10))["status"])
-    # Events and telemetry share one 30-message burst, so some events get through, the rest are refused.
-    assert statuses.count("rejected") > 0 and statuses.count("accepted") >= 10
+    acks = [await flooder.next_ack(timeout=10) for _ in range(150)]
+    statuses = [a["status"] for a in acks]
+    # Slowed down, never refused: the burst (100) is stored, the rest told when to come back.
+    assert "rejected" not in statuses
+    assert statuses.count("accepted") >= 100 and statuses.count("retry") >= 40
+    assert all(a["retry_after_s"] >= 1 for a in acks if a["status"] == "retry")
     async with world.http.get(f"{world.backend.url}/metrics") as r:
         text = await r.text()
     assert 'hotline_gateway_messages_total{outcome="throttled"}' in text
@@ -404,4 +405,4 @@ async def test_the_brokers_queue_and_drop_counters_are_watched_and_exported(worl
     async with world.http.get(f"{world.backend.url}/metrics") as r:
         text = await r.text()
     assert "hotline_broker_queued_messages " in text
-    assert "hotline_broker_dropped_messages 7" in text
+    assert "hotline_broker_sys_dropped_messages 7" in text

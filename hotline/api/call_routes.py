@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from aiohttp import web
 from sqlalchemy import and_, case, func, select
@@ -32,25 +31,18 @@ CALL_INCIDENT_TYPES = ("emergency", "health", "service_request", "consultation",
 PURPOSES = ("click_to_call", "elder", "contact", "alarm_callback", "wellbeing")
 
 
-def _when(query: Any, key: str, default: datetime) -> datetime:
-    raw = query.get(key)
-    if raw is None:
-        return default
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValidationError(f"{key} must be an ISO 8601 time such as 2026-11-22T08:00:00Z", field=key) from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _period(request: web.Request) -> tuple[datetime, datetime]:
-    until = _when(request.query, "until", datetime.now(UTC))
-    since = _when(request.query, "since", until - timedelta(days=1))
+    until = v.when(request.query, "until", datetime.now(UTC))
+    since = v.when(request.query, "since", until - timedelta(days=1))
     if since >= until:
         raise ValidationError("since must be before until", field="since")
     if until - since > timedelta(days=366):
         raise ValidationError("the period may be at most 366 days", field="since")
     return since, until
+
+
+CALL_FIELDS = ("purpose", "idempotency_key", "incident_id", "elder_id", "number", "device_id", "contact_id")
+CALL_INCIDENT_FIELDS = ("type", "severity", "service", "note", "elder_id")
 
 
 @routes.get("/api/v1/calls")
@@ -165,7 +157,7 @@ async def place_call(request: web.Request) -> web.Response:
     """Call out: to a number, an elder, one of their contacts, or a device's SIM."""
     who = principal(request)
     require(who, "calls.write")
-    b = v.obj(await body(request))
+    b = v.obj(await body(request), CALL_FIELDS)
     purpose = v.choice(b, "purpose", PURPOSES, default="click_to_call")
     key = v.string(b, "idempotency_key", max_len=200, required=False)
     incident_id = v.string(b, "incident_id", max_len=40, required=False)
@@ -212,7 +204,7 @@ async def incident_from_call(request: web.Request) -> web.Response:
     """Open an incident or a service request from a call; the call is linked to it."""
     who = principal(request)
     require(who, "calls.write")
-    b = v.obj(await body(request))
+    b = v.obj(await body(request), CALL_INCIDENT_FIELDS)
     type_ = v.choice(b, "type", CALL_INCIDENT_TYPES)
     severity = v.choice(b, "severity", SEVERITIES, default="critical" if type_ == "emergency" else "medium")
     service = v.choice(b, "service", CATALOGUE) if type_ == "service_request" else None

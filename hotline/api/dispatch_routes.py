@@ -45,11 +45,29 @@ def family_links(request: web.Request) -> FamilyLinks:
     return links
 
 
+PROVIDER_FIELDS = (
+    "name",
+    "kind",
+    "services",
+    "lat",
+    "lon",
+    "address",
+    "phone",
+    "service_radius_m",
+    "working_hours",
+    "capacity",
+    "availability",
+    "rating",
+)
+INCIDENT_FIELDS = ("type", "service", "location", "elder_id", "severity", "note")
+POLICY_FIELDS = ("name", "tracks", "types", "severities", "description", "priority", "active")
+
+
 # -- providers --------------------------------------------------------------------------
 
 
 def _services(raw: Any) -> list[str]:
-    if not isinstance(raw, list) or not raw or any(s not in CATALOGUE for s in raw):
+    if not isinstance(raw, list) or not raw or any(not isinstance(s, str) or s not in CATALOGUE for s in raw):
         raise ValidationError(
             f"services must be a non-empty list of catalogue codes: {', '.join(CATALOGUE)}", field="services"
         )
@@ -83,7 +101,7 @@ async def list_providers(request: web.Request) -> web.Response:
 async def create_provider(request: web.Request) -> web.Response:
     who = principal(request)
     require(who, "providers.write")
-    b = v.obj(await body(request))
+    b = v.obj(await body(request), PROVIDER_FIELDS)
     kind = v.choice(b, "kind", PROVIDER_KINDS)
     phone = b.get("phone")
     provider = Provider(
@@ -130,28 +148,13 @@ SELF_FIELDS = frozenset({"availability", "lat", "lon"})
 async def patch_provider(request: web.Request) -> web.Response:
     who = principal(request)
     provider_id = request.match_info["id"]
-    b = v.obj(await body(request))
+    raw = await body(request)
     if who.role == "provider" and who.provider_id == provider_id:
-        if extra := sorted(set(b) - SELF_FIELDS):
+        if isinstance(raw, dict) and (extra := sorted(set(raw) - SELF_FIELDS)):
             raise ValidationError(f"a provider may change only {', '.join(sorted(SELF_FIELDS))}", field=extra[0])
     else:
         require(who, "providers.write")
-    known = {
-        "name",
-        "kind",
-        "services",
-        "lat",
-        "lon",
-        "address",
-        "phone",
-        "service_radius_m",
-        "working_hours",
-        "capacity",
-        "availability",
-        "rating",
-    }
-    if unknown := sorted(set(b) - known):
-        raise ValidationError(f"unknown field {unknown[0]}", field=unknown[0])
+    b = v.obj(raw, PROVIDER_FIELDS)
     async with request.app[SERVICES].sm() as session, session.begin():
         provider = await session.get(Provider, provider_id, with_for_update=True)
         if provider is None:
@@ -194,14 +197,14 @@ async def create_incident(request: web.Request) -> web.Response:
     """An operator-created incident; a signal inside the merge window joins the open one (200)."""
     who = principal(request)
     require(who, "incidents.write")
-    b = v.obj(await body(request))
+    b = v.obj(await body(request), INCIDENT_FIELDS)
     type_ = v.choice(b, "type", INCIDENT_TYPES)
     service = v.choice(b, "service", tuple(CATALOGUE)) if "service" in b else None
     if type_ == "service_request" and service is None:
         raise ValidationError("a service request needs a catalogue service", field="service")
     location = None
     if "location" in b:
-        loc = v.obj(b["location"])
+        loc = v.obj(b["location"], ("lat", "lon"), where="location")
         location = {"lat": v.number(loc, "lat", -90, 90), "lon": v.number(loc, "lon", -180, 180)}
     out, merged = await _dispatch(request).create(
         elder_id=v.req_string(b, "elder_id", max_len=40),
@@ -227,7 +230,7 @@ async def acknowledge(request: web.Request) -> web.Response:
 async def dispatch_incident(request: web.Request) -> web.Response:
     who = principal(request)
     require(who, "incidents.write")
-    b = v.obj(await body(request)) if request.can_read_body else {}
+    b = v.obj(await body(request), ("provider_id", "service", "timeout_s")) if request.can_read_body else {}
     out = await _dispatch(request).dispatch(
         request.match_info["id"],
         who.user_id,
@@ -241,7 +244,7 @@ async def dispatch_incident(request: web.Request) -> web.Response:
 async def _close(request: web.Request, status: str) -> web.Response:
     who = principal(request)
     require(who, "incidents.write")
-    b = v.obj(await body(request)) if request.can_read_body else {}
+    b = v.obj(await body(request), ("note",)) if request.can_read_body else {}
     note = v.string(b, "note", max_len=1000, required=False)
     if status == "cancelled" and not note:
         raise ValidationError("say why the incident is cancelled (a false alarm, ...)", field="note")
@@ -327,7 +330,11 @@ async def _respond(request: web.Request, action: str) -> web.Response:
     require(who, "offers.respond")
     if who.provider_id is None:
         raise ValidationError("this account is not linked to a provider")
-    b = v.obj(await body(request)) if request.can_read_body else {}
+    b = (
+        v.obj(await body(request), ("reason",) if action in ("accept", "decline") else ("lat", "lon"))
+        if request.can_read_body
+        else {}
+    )
     offer_id = request.match_info["id"]
     svc = _dispatch(request)
     if action in ("accept", "decline"):
@@ -371,7 +378,7 @@ async def create_policy(request: web.Request) -> web.Response:
     """A new policy, or a new version of an existing one: running incidents keep their snapshot."""
     who = principal(request)
     require(who, "policies.write")
-    b = v.obj(await body(request))
+    b = v.obj(await body(request), POLICY_FIELDS)
     name = v.req_string(b, "name", max_len=64)
     try:
         tracks = parse_tracks(b.get("tracks"))

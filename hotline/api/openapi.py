@@ -38,7 +38,7 @@ def _ok(schema: dict[str, Any], code: str = "200") -> dict[str, Any]:
 
 _PAGING = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000000000, "default": 0}},
 ]
 _ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
@@ -337,8 +337,79 @@ def _dispatch() -> tuple[dict[str, Any], dict[str, Any]]:
     return paths, schemas
 
 
+def _dead_letters() -> tuple[dict[str, Any], dict[str, Any]]:
+    when = {"type": ["string", "null"], "format": "date-time"}
+    letter = {
+        "type": "object",
+        "required": ["id", "received_at", "topic", "reason", "disposition", "size", "attempts", "replayable"],
+        "properties": {
+            "id": {"type": "integer"},
+            "received_at": {"type": "string", "format": "date-time"},
+            "topic": {"type": "string"},
+            "device_id": {"type": ["string", "null"]},
+            "event_id": {"type": ["string", "null"]},
+            "reason": {"type": "string"},
+            "disposition": {"enum": ["rejected", "accepted_with_warning", "parked"]},
+            "size": {"type": "integer"},
+            "attempts": {"type": "integer"},
+            "replayable": {"type": "boolean"},
+            "replay_requested_at": when,
+            "replayed_at": when,
+            "replay_result": {"type": ["string", "null"]},
+            "payload": {"type": "string", "description": "detail only"},
+            "error": {"type": ["string", "null"], "description": "detail only: the traceback of a parked message"},
+        },
+    }
+    query = [
+        {"name": name, "in": "query", "schema": schema}
+        for name, schema in (
+            ("device_id", {"type": "string"}),
+            ("reason", {"type": "string"}),
+            ("disposition", {"enum": ["rejected", "accepted_with_warning", "parked"]}),
+            ("since", {"type": "string", "format": "date-time"}),
+            ("until", {"type": "string", "format": "date-time"}),
+        )
+    ]
+    ref = {"$ref": "#/components/schemas/DeadLetter"}
+    paths = {
+        "/api/v1/dead-letters": {
+            "get": {
+                "summary": "Messages the device gateway refused or parked, newest first (supervisor, admin)",
+                "parameters": [*_PAGING, *query],
+                "responses": {**_ok(_list_of("#/components/schemas/DeadLetter")), "400": _ERR, "403": _ERR},
+            }
+        },
+        "/api/v1/dead-letters/{id}": {
+            "get": {
+                "summary": "One dead letter with its payload and error",
+                "parameters": _ID,
+                "responses": {**_ok(ref), "404": _ERR},
+            }
+        },
+        "/api/v1/dead-letters/{id}/replay": {
+            "post": {
+                "summary": "Run the stored bytes through the gateway's normal path again (idempotent)",
+                "parameters": _ID,
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "required": ["id", "result"],
+                            "properties": {"id": {"type": "integer"}, "result": {"type": "string"}},
+                        }
+                    ),
+                    "400": _ERR,
+                    "404": _ERR,
+                },
+            }
+        },
+    }
+    return paths, {"DeadLetter": letter}
+
+
 def spec() -> dict[str, Any]:
     dispatch_paths, dispatch_schemas = _dispatch()
+    dead_letter_paths, dead_letter_schemas = _dead_letters()
     call, call_in, call_incident_in, stats = _calls()
     contact = {
         "type": "object",
@@ -589,6 +660,7 @@ def spec() -> dict[str, Any]:
                 }
             },
             **dispatch_paths,
+            **dead_letter_paths,
             "/api/v1/calls": {
                 "get": {
                     "summary": "Calls on the 12349 line, newest first (inbound and outbound)",
@@ -665,6 +737,7 @@ def spec() -> dict[str, Any]:
                                             "code": {"type": "string"},
                                             "message": {"type": "string"},
                                             "field": {"type": ["string", "null"]},
+                                            "error_id": {"type": "string", "description": "500 only"},
                                         },
                                     }
                                 },
@@ -684,6 +757,7 @@ def spec() -> dict[str, Any]:
                 "Call": call,
                 "CallStats": stats,
                 **dispatch_schemas,
+                **dead_letter_schemas,
             },
         },
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,13 +17,14 @@ from sqlalchemy.sql import Select
 
 from devices.commands import CommandService, command_view
 from devices.contract import COMMAND_TYPES, DEVICE_ID_RE
-from devices.errors import ContractError, UnknownDeviceError
+from devices.errors import ContractError, UnknownDeviceError, UnknownIncidentError
 from dispatch.escalation import pending_summary
 from hotline.api import validation as v
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES
 from hotline.auth import Principal, hash_device_secret, new_device_secret, require
 from hotline.errors import ConflictError, NotFoundError, ValidationError
+from hotline.jsonlimits import JsonLimitError, loads_bounded
 from hotline.privacy import mask_name
 from hotline.storage.models import (
     CARE_LEVELS,
@@ -55,6 +55,8 @@ from hotline.views import (
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+BODY_MAX_DEPTH = 32
+MAX_BODY_BYTES = 1024**2  # aiohttp answers 413 past it (client_max_size)
 
 
 def principal(request: web.Request) -> Principal:
@@ -62,10 +64,14 @@ def principal(request: web.Request) -> Principal:
 
 
 async def body(request: web.Request) -> Any:
+    """The request's JSON, bounded in size and depth (a bad one is 400 or 413, never a 500)."""
+    raw = await request.read()
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationError("request body is not valid JSON") from exc
+        return loads_bounded(raw, max_bytes=MAX_BODY_BYTES, max_depth=BODY_MAX_DEPTH)
+    except JsonLimitError as exc:
+        if exc.too_large:
+            raise
+        raise ValidationError(f"request body is not valid JSON: {exc.reason}") from exc
 
 
 def audit(
@@ -83,6 +89,29 @@ async def listing(request: web.Request, stmt: Select[Any], view: Callable[[Any],
         total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
         rows = (await session.scalars(stmt.limit(limit).offset(offset))).all()
         return json_response({"items": [view(r) for r in rows], "total": int(total or 0)})
+
+
+CONTACT_FIELDS = ("channel", "webhook_url", "name", "relation", "phone", "priority")
+ELDER_FIELDS = (
+    "phones",
+    "name",
+    "gender",
+    "birth_date",
+    "address",
+    "district",
+    "lat",
+    "lon",
+    "medical_notes",
+    "care_level",
+    "economic_category",
+    "living_situation",
+    "home_radius_m",
+    "hr_low",
+    "hr_high",
+    "inactivity_hours",
+    "contacts",
+)
+DEVICE_FIELDS = ("device_id", "elder_id", "sim_number", "kind", "vendor", "model", "heartbeat_interval_s")
 
 
 # -- elders ---------------------------------------------------------------------------
@@ -127,7 +156,7 @@ def _contacts(raw: Any) -> list[EmergencyContact]:
         raise ValidationError("contacts must be a list of at most 10 contacts", field="contacts")
     out = []
     for n, item in enumerate(raw):
-        c = v.obj(item)
+        c = v.obj(item, CONTACT_FIELDS, where="contacts[]")
         channel = v.choice(c, "channel", CONTACT_CHANNELS, default="sms")
         url = v.http_url(c.get("webhook_url"), f"contacts[{n}].webhook_url") if channel == "webhook" else None
         out.append(
@@ -147,7 +176,7 @@ def _contacts(raw: Any) -> list[EmergencyContact]:
 async def create_elder(request: web.Request) -> web.Response:
     who = principal(request)
     require(who, "elders.write")
-    b = v.obj(await body(request))
+    b = v.obj(await body(request), ELDER_FIELDS)
     phones = b.get("phones", [])
     if not isinstance(phones, list) or len(phones) > 5:
         raise ValidationError("phones must be a list of at most 5 numbers", field="phones")
@@ -195,7 +224,7 @@ async def list_devices(request: web.Request) -> web.Response:
 async def create_device(request: web.Request) -> web.Response:
     who = principal(request)
     require(who, "devices.write")
-    b = v.obj(await body(request))
+    b = v.obj(await body(request), DEVICE_FIELDS)
     device_id = v.req_string(b, "device_id", max_len=64, pattern=DEVICE_ID_RE)
     elder_id = v.req_string(b, "elder_id", max_len=40)
     sim = b.get("sim_number")
@@ -274,7 +303,7 @@ def _commands(request: web.Request) -> CommandService:
 async def send_command(request: web.Request) -> web.Response:
     who = principal(request)
     require(who, "commands.write")
-    b = v.obj(await body(request))
+    b = v.obj(await body(request), ("type", "params", "ttl_s", "incident_id"))
     params = b.get("params", {})
     if not isinstance(params, dict):
         raise ValidationError("params must be an object", field="params")
@@ -292,6 +321,8 @@ async def send_command(request: web.Request) -> web.Response:
         raise ValidationError(exc.reason, field="params") from exc
     except UnknownDeviceError as exc:
         raise NotFoundError(str(exc)) from exc
+    except UnknownIncidentError as exc:
+        raise ValidationError(str(exc), field="incident_id") from exc
     return json_response(out, status=201)
 
 
@@ -375,4 +406,5 @@ async def get_incident(request: web.Request) -> web.Response:
 async def websocket(request: web.Request) -> web.StreamResponse:
     who = principal(request)
     require(who, "ws.connect")
-    return await request.app[HUB].handle(request, who)
+    bus = request.app[SERVICES].bus
+    return await request.app[HUB].handle(request, who, replay=bus.since if bus is not None else None)

@@ -10,12 +10,18 @@ from urllib.parse import urlsplit
 
 from hotline.errors import ValidationError
 
+MAX_OFFSET = 1_000_000_000  # databases take 64-bit offsets; past this it is a mistake, not a page
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()-]{2,30}$")
 
 
-def obj(body: Any) -> Mapping[str, Any]:
+def obj(body: Any, fields: Collection[str], *, where: str = "") -> Mapping[str, Any]:
+    """``body`` as an object with only ``fields``: one rule for the whole API, an unknown
+    field is refused and named (a typo must not be ignored in silence)."""
     if not isinstance(body, dict):
-        raise ValidationError("request body must be a JSON object")
+        raise ValidationError(f"{where or 'request body'} must be a JSON object", field=where or None)
+    if unknown := sorted(set(body) - set(fields)):
+        name = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ValidationError(f"unknown field {name} (known: {', '.join(sorted(fields))})", field=name)
     return body
 
 
@@ -108,6 +114,18 @@ def paging(query: Mapping[str, str]) -> tuple[int, int]:
         raise ValidationError("limit and offset must be integers") from exc
     if not 1 <= limit <= 500:
         raise ValidationError("limit must be between 1 and 500", field="limit")
-    if offset < 0:
-        raise ValidationError("offset must not be negative", field="offset")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise ValidationError(f"offset must be between 0 and {MAX_OFFSET}", field="offset")
     return limit, offset
+
+
+def when(query: Mapping[str, str], key: str, default: datetime) -> datetime:
+    """An ISO 8601 time from the query string (UTC when it names no offset)."""
+    raw = query.get(key)
+    if raw is None:
+        return default
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationError(f"{key} must be an ISO 8601 time such as 2026-11-22T08:00:00Z", field=key) from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

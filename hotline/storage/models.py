@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -268,10 +269,18 @@ class DeadLetter(Base):
     device_id: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(500))
-    # rejected: refused; accepted_with_warning: stored, but something is off (a device clock)
+    # rejected: refused; accepted_with_warning: stored, but something is off (a device clock);
+    # parked: handling failed after its retries, kept to be replayed
     disposition: Mapped[str] = mapped_column(String(24), default="rejected", server_default="rejected")
     payload: Mapped[str] = mapped_column(Text)  # truncated, undecodable bytes replaced
     size: Mapped[int] = mapped_column(Integer)
+    # The exact bytes, for a replay (absent for payloads over the contract's size limit).
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)  # the exception of a parked message
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    replay_requested_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    replayed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    replay_result: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class Notification(Base):

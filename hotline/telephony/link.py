@@ -36,6 +36,8 @@ from panoramisk.message import Message
 
 from hotline.backoff import backoff_delay
 from hotline.config import AmiTarget
+from hotline.tasks import cancel_and_wait, raise_if_cancelling
+from hotline.tasks import wait_event as _wait
 from hotline.telephony.errors import (
     AmiActionError,
     AmiAuthError,
@@ -156,6 +158,7 @@ class AmiLink:
         self._lost = asyncio.Event()
         self._protocol: SafeProtocol | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.connects = 0
         self.events = 0
         self.handler_errors = 0
@@ -180,22 +183,21 @@ class AmiLink:
         self._up_hooks.append(hook)
 
     def start(self) -> None:
-        if self._task is None:
+        if self._task is None and not self._closed:
             self._task = asyncio.create_task(self._run(), name="telephony.ami.link")
 
-    async def close(self) -> None:
+    async def close(self, *, grace_s: float = 5.0) -> None:
+        """Stop the link from whatever state it is in (connecting, logging in, resyncing,
+        up, reconnecting). Idempotent, and bounded by ``grace_s``."""
+        self._closed = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task, grace_s=grace_s)
         self._drop()
 
     async def wait_ready(self, within_s: float) -> None:
-        try:
-            await asyncio.wait_for(self._ready.wait(), within_s)
-        except TimeoutError as exc:
-            raise AmiNotConnectedError(f"AMI link not up within {within_s:.0f} s ({self.last_error})") from exc
+        if not await _wait(self._ready, within_s):
+            raise AmiNotConnectedError(f"AMI link not up within {within_s:.0f} s ({self.last_error})")
 
     async def action(
         self,
@@ -220,13 +222,16 @@ class AmiLink:
             headers = _originate_headers(headers)
             as_list = False  # complete on "successfully queued"; the result comes as an event
         while True:
+            if self._closed:
+                raise AmiNotConnectedError(f"AMI link closed; {headers.get('Action')} not sent")
             remaining = deadline - loop.time()
             if remaining <= 0 or not await _wait(gate, remaining):
                 raise AmiNotConnectedError(f"AMI link not up for {headers.get('Action')} ({self.last_error})")
             action = Action(headers, as_list=as_list)
             future = self._manager.send_action(action, as_list=as_list)
             try:
-                answer = await asyncio.wait_for(asyncio.shield(future), max(0.01, deadline - loop.time()))
+                async with asyncio.timeout(max(0.01, deadline - loop.time())):
+                    answer = await asyncio.shield(future)
             except _Dropped as exc:
                 if not idempotent:
                     raise AmiOutcomeUnknownError(f"link dropped after {headers.get('Action')} was sent") from exc
@@ -243,9 +248,14 @@ class AmiLink:
     # -- connection management --------------------------------------------------------
 
     async def _run(self) -> None:
+        # Theory: every ``except`` here re-raises a cancellation that arrived while it was
+        # handling something else (raise_if_cancelling). Before, a close() that landed while
+        # the loop awaited the old watchdog in ``finally`` was swallowed by the suppress
+        # around that await, and the loop reconnected forever: the test-teardown hang and
+        # the SIGTERM that ``hotline serve`` ignored.
         attempt = 0
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closed:
             try:
                 await self._connect_once(loop)
                 attempt = 0
@@ -256,10 +266,14 @@ class AmiLink:
                     watchdog.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watchdog
+                    raise_if_cancelling()
+                log.warning("AMI connection to %s:%d lost (%s)", self.target.host, self.target.port, self.last_error)
             except (OSError, TimeoutError, AmiAuthError, AmiNotConnectedError, _Dropped) as exc:
+                raise_if_cancelling()
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("AMI %s:%d: %s", self.target.host, self.target.port, self.last_error)
             except Exception as exc:  # a bug in a resync hook must not end the link for good
+                raise_if_cancelling()
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("AMI session failed unexpectedly")
             self._drop()
@@ -271,15 +285,15 @@ class AmiLink:
     async def _connect_once(self, loop: asyncio.AbstractEventLoop) -> None:
         self._lost.clear()
         self._manager.loop = loop
-        transport, protocol = await asyncio.wait_for(
-            loop.create_connection(SafeProtocol, self.target.host, self.target.port), self.login_timeout_s
-        )
+        async with asyncio.timeout(self.login_timeout_s):
+            transport, protocol = await loop.create_connection(SafeProtocol, self.target.host, self.target.port)
         self._protocol = protocol
         done: asyncio.Future[tuple[asyncio.BaseTransport, SafeProtocol]] = loop.create_future()
         done.set_result((transport, protocol))
         self._manager.connection_made(done)  # panoramisk wires the protocol and sends Login
         login = self._manager.authenticated_future
-        answer = await asyncio.wait_for(asyncio.shield(login), self.login_timeout_s)
+        async with asyncio.timeout(self.login_timeout_s):
+            answer = await asyncio.shield(login)
         if answer.get("Response") != "Success":
             raise AmiAuthError(f"login refused: {answer.get('Message', 'no reason given')}")
         self.connects += 1
@@ -298,6 +312,10 @@ class AmiLink:
                 await self.action(
                     {"Action": "Ping"}, deadline_s=self.ping_timeout_s, idempotent=False, _during_login=True
                 )
+            except AmiActionError as exc:
+                # An answer, so the connection is alive (Asterisk shutting down answers
+                # "Response: Error"); its Shutdown event or the socket closing ends the session.
+                log.info("AMI ping answered with an error: %s", exc)
             except (AmiNotConnectedError, AmiOutcomeUnknownError):
                 log.warning(
                     "AMI ping unanswered after %.1f s: treating the connection as dead", time.monotonic() - started
@@ -337,11 +355,3 @@ def _originate_headers(headers: dict[str, str]) -> dict[str, str]:
     if "async" not in keys:
         headers["Async"] = "true"
     return headers
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> bool:
-    try:
-        await asyncio.wait_for(event.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True

@@ -31,7 +31,7 @@ from hotline.config import Settings
 from hotline.phones import normalise
 from hotline.privacy import mask_phone
 from hotline.storage.models import CallRecord, Device, Elder, Incident, PhoneEntry, User
-from hotline.tasks import raise_if_cancelling
+from hotline.tasks import cancel_and_wait, raise_if_cancelling
 from hotline.telephony import events as ev
 from hotline.telephony.errors import (
     AmiActionError,
@@ -90,17 +90,22 @@ class TelephonyService:
         self._writer = asyncio.create_task(self._write_loop(), name="telephony.call_writer")
         self.link.start()
 
-    async def close(self) -> None:
-        await self.link.close()
-        for task in list(self._tasks):
+    async def close(self, *, grace_s: float = 5.0) -> None:
+        """Stop everything this service owns; every wait is bounded, and a second call is a no-op."""
+        await self.link.close(grace_s=grace_s)
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        with contextlib.suppress(SQLAlchemyError, OSError):
-            await self._flush()  # what is still dirty goes out once more before we stop
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=grace_s)
+            if stuck:
+                log.error("telephony tasks did not stop: %s", ", ".join(t.get_name() for t in stuck))
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await cancel_and_wait(writer, grace_s=grace_s)
+        with contextlib.suppress(SQLAlchemyError, OSError, TimeoutError):
+            async with asyncio.timeout(grace_s):
+                await self._flush()  # what is still dirty goes out once more before we stop
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
