@@ -105,13 +105,14 @@ class CommandService:
             )
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.MessageExpiryInterval = ttl_s
+        view = command_view(command)
         try:
             self._link.publish(contract.topics(self._prefix, device_id)["commands"], payload, qos=1, properties=props)
         except BrokerUnavailableError as exc:
             await self._finish(command.id, "failed", str(exc), None, now)
-            command.status, command.detail = "failed", str(exc)
+            view.update(status="failed", detail=str(exc))  # as _finish stored it
         log.info("command sent command_id=%s device_id=%s type=%s", command.id, device_id, type_)
-        return command_view(command)
+        return view
 
     async def on_result(self, device_id: str, result: contract.CommandResult, now: datetime) -> dict[str, Any]:
         """Record a device's answer. Raises :class:`ContractError` for a command it was never sent."""

@@ -23,30 +23,23 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from devices.errors import ContractError, UnknownTopicError
+from hotline.core.vocab import CommandType, DeviceEventType, values
 from hotline.jsonlimits import JsonLimitError, loads_bounded
 
 MAX_PAYLOAD_BYTES = 8 * 1024
 #: Deepest JSON nesting accepted; the deepest valid message nests 3 levels, ``extra`` a few more.
 MAX_DEPTH = 16
-EVENT_TYPES = frozenset(
-    {
-        "sos",
-        "fall",
-        "low_battery",
-        "power_loss",
-        "removed",
-        "geofence_exit",
-        "geofence_enter",
-        "heart_rate_abnormal",
-        "inactivity",
-        "test",
-    }
-)
+EVENT_TYPES = frozenset(values(DeviceEventType))
 #: Events that open an emergency incident at once.
-EMERGENCY_TYPES = frozenset({"sos", "fall"})
+EMERGENCY_TYPES = frozenset({DeviceEventType.SOS.value, DeviceEventType.FALL.value})
 #: Alarms and safety events: always stored at once, however fast a device sends them. Other
 #: events from a device over its rate are answered ``retry`` with a ``retry_after_s``.
-ALWAYS_STORED_TYPES = EMERGENCY_TYPES | {"removed", "power_loss", "heart_rate_abnormal", "geofence_exit"}
+ALWAYS_STORED_TYPES = EMERGENCY_TYPES | {
+    DeviceEventType.REMOVED.value,
+    DeviceEventType.POWER_LOSS.value,
+    DeviceEventType.HEART_RATE_ABNORMAL.value,
+    DeviceEventType.GEOFENCE_EXIT.value,
+}
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 Channel = Literal["events", "telemetry", "status", "commands/result"]
@@ -398,7 +391,7 @@ def parse_status(payload: bytes) -> Status:
     return Status(online=data["state"] == "online", ts=parse_ts(data["ts"]) if "ts" in data else None)
 
 
-COMMAND_TYPES = ("call_back", "locate", "play_message", "set_heartbeat_interval", "silence_alarm")
+COMMAND_TYPES = values(CommandType)
 ResultStatus = Literal["done", "failed", "unsupported"]
 
 

@@ -1,7 +1,9 @@
-"""The devices package's error hierarchy."""
+"""The devices package's error hierarchy, under the one root :class:`hotline.errors.HotlineError`."""
+
+from hotline.errors import HotlineError
 
 
-class DeviceError(Exception):
+class DeviceError(HotlineError):
     """Base of every error the devices package raises on purpose."""
 
 

@@ -61,11 +61,10 @@ from devices.presence import DampingPolicy
 from devices.presence_store import PresenceStore
 from devices.ratelimit import EventPacer, RateLimiter
 from dispatch.incidents import IncidentCreated, Incidents
-from dispatch.timeline import add_timeline
 from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
 from hotline.clock import Clock, SystemClock
-from hotline.storage.models import OPEN_STATUSES, DeadLetter, Device, DeviceEventRecord, Elder, Incident
+from hotline.storage.models import DeadLetter, Device, DeviceEventRecord, Elder
 from hotline.tasks import raise_if_cancelling, wait_event
 from hotline.views import elder_summary
 
@@ -468,28 +467,16 @@ class DeviceGateway:
         self, session: AsyncSession, device: Device, event: contract.DeviceEvent, now: datetime
     ) -> tuple[dict[str, Any], ...]:
         """A wearable taken off during an alarm is an emergency: escalate the open alarm."""
-        alarm = await session.scalar(
-            select(Incident)
-            .where(
-                Incident.elder_id == device.elder_id,
-                Incident.status.in_(OPEN_STATUSES),
-                Incident.type.in_(tuple(contract.EMERGENCY_TYPES)),
-            )
-            .order_by(Incident.created_at.desc())
-            .limit(1)
-        )
-        if alarm is None:
-            return ()  # taken off at bedtime: recorded, nothing more
-        alarm.severity = "critical"
-        alarm.updated_at = now
-        add_timeline(
+        alarm = await self.incidents.escalate_open_alarm(
             session,
-            alarm.id,
+            elder_id=device.elder_id,
             kind="device_removed",
             actor=f"device:{device.device_id}",
             now=now,
             data={"event_id": event.event_id},
         )
+        if alarm is None:
+            return ()  # taken off at bedtime: recorded, nothing more
         return (
             {
                 "type": "incident.updated",

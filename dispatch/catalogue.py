@@ -1,5 +1,6 @@
 """The service catalogue (from the policy documents) and what each provider kind offers."""
 
+# Keyed by the vocabulary's codes; a test checks that every code has a name and no more.
 SERVICES: dict[str, str] = {
     "meals": "助餐",
     "cleaning": "助洁",

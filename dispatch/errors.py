@@ -1,7 +1,13 @@
-"""The dispatch package's error hierarchy."""
+"""The dispatch package's error hierarchy, under the one root :class:`hotline.errors.HotlineError`.
+
+An illegal status change is :class:`hotline.core.lifecycle.TransitionError`, shared by every
+lifecycle.
+"""
+
+from hotline.errors import ConflictError, HotlineError, NotFoundError
 
 
-class DispatchError(Exception):
+class DispatchError(HotlineError):
     """Base of every error the dispatch package raises on purpose."""
 
 
@@ -22,8 +28,12 @@ class PolicyError(DispatchError):
     """An escalation policy document is invalid; the message names the field's path."""
 
 
-class TransitionError(DispatchError):
-    """An incident or offer cannot make the requested move from its current state."""
+class DispatchConflictError(DispatchError, ConflictError):
+    """The request cannot be carried out now (no provider can take it, a provider is full, ...)."""
+
+
+class IncidentNotFoundError(DispatchError, NotFoundError):
+    """No incident has this id."""
 
 
 class NotYoursError(DispatchError):

@@ -41,13 +41,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from dispatch import hooks
-from dispatch.errors import TransitionError
+from dispatch.errors import DispatchConflictError, IncidentNotFoundError
+from dispatch.lifecycle import INCIDENT, OFFER, TIMER
 from dispatch.notify.links import FamilyLinks
 from dispatch.notify.outbox import enqueue, enqueue_family_alerts
 from dispatch.policy import matches, parse_tracks, snapshot
 from dispatch.routing import ProviderInfo, Ranking, Router
 from dispatch.timeline import add_timeline
 from hotline.clock import Clock, SystemClock
+from hotline.core import vocab
 from hotline.storage.models import (
     OPEN_STATUSES,
     Elder,
@@ -68,7 +70,7 @@ ACCEPTED = ("accepted", "en_route", "on_scene", "resolved")
 DISPATCHED = ("dispatched", *ACCEPTED)
 # Urgent incident types: dispatched for emergency rescue by default, and merged when they concern
 # one elder at about the same time (dispatch/incidents.py).
-URGENT_TYPES = frozenset({"sos", "fall", "emergency", "health", "heart_rate_abnormal", "inactivity"})
+URGENT_TYPES = frozenset(str(t) for t in vocab.URGENT_TYPES)
 MAX_STEPS_PER_FIRE = 200  # a guard: parse_tracks already forbids loops without a wait
 
 
@@ -130,7 +132,7 @@ async def lock_incident(session: AsyncSession, incident_id: str) -> Incident:
         update(Incident).where(Incident.id == incident_id).values(updated_at=Incident.updated_at)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise TransitionError(f"incident {incident_id} not found")
+        raise IncidentNotFoundError(f"incident {incident_id} not found")
     incident = await session.get(Incident, incident_id, populate_existing=True)
     assert incident is not None
     return incident
@@ -224,7 +226,7 @@ class Escalator:
                 step=0,
                 due_at=run.now,
                 token=1,
-                state="pending",
+                state=TIMER.initial,
                 repeats={},
                 runs=0,
             )
@@ -238,18 +240,18 @@ class Escalator:
         policy = incident.policy or {}
         track = next((t for t in policy.get("tracks", []) if t["name"] == timer.track), None)
         if track is None:
-            timer.state = "cancelled"
+            TIMER.fire(timer, "cancel")
             return
         steps: list[dict[str, Any]] = track["steps"]
         for _ in range(MAX_STEPS_PER_FIRE):
             if incident.status not in OPEN_STATUSES:
-                timer.state = "cancelled"
+                TIMER.fire(timer, "cancel")
                 break
             if (until := track.get("until")) and condition(incident, until):
-                timer.state = "done"
+                TIMER.fire(timer, "finish")
                 break
             if timer.step >= len(steps):
-                timer.state = "done"
+                TIMER.fire(timer, "finish")
                 break
             index = timer.step
             step = steps[index]
@@ -391,6 +393,10 @@ class Escalator:
         """Expire what is outstanding, rank afresh, store the ranking and offer to the best
         (or to ``provider_id``, an operator's choice, when it passes the same filters)."""
         session, incident, now = run.session, run.incident, run.now
+        if not INCIDENT.can(incident.status, "offer"):
+            # A policy track without `until: accepted` can reach an offer step after acceptance.
+            self._timeline(run, "routing.skipped", {"reason": f"the incident is {incident.status}"})
+            return None, None
         service = service or incident.service or default_service(incident.type)
         if service is None:
             self._timeline(run, "routing.skipped", {"reason": "the incident has no service"})
@@ -402,7 +408,7 @@ class Escalator:
                 await session.scalars(select(Offer).where(Offer.incident_id == incident.id, Offer.status == "offered"))
             ).all()
             for o in outstanding:
-                o.status = "expired" if o.expires_at <= now else "withdrawn"
+                OFFER.fire(o, "expire" if o.expires_at <= now else "withdraw")
                 o.responded_at, o.updated_at = now, now
                 run.fx.messages.append(offer_message(o, incident, "offer.closed"))
             past = (
@@ -428,7 +434,7 @@ class Escalator:
                 why = next(
                     (x["reason"] for x in ranking.excluded if x["provider_id"] == provider_id), "not a candidate"
                 )
-                raise TransitionError(f"provider {provider_id} cannot take this incident: {why}")
+                raise DispatchConflictError(f"provider {provider_id} cannot take this incident: {why}")
         decision = RoutingDecision(
             incident_id=incident.id,
             at=now,
@@ -467,7 +473,7 @@ class Escalator:
             decision_id=decision.id,
             rank=chosen["rank"],
             eta_min=chosen["eta_min"],
-            status="offered",
+            status=OFFER.initial,
             offered_at=now,
             expires_at=now + timedelta(seconds=timeout_s),
             updated_at=now,
@@ -477,8 +483,7 @@ class Escalator:
             provider = await session.get(Provider, chosen["provider_id"])
         if provider is not None:
             provider.last_offered_at, provider.updated_at = now, now
-        if incident.status in ("open", "acknowledged"):
-            incident.status = "dispatched"
+        INCIDENT.fire(incident, "offer")
         incident.service = service
         incident.updated_at = now
         self._timeline(
@@ -664,7 +669,7 @@ class EscalationEngine:
             now = self._clock.now()
             try:
                 incident = await lock_incident(session, incident_id)
-            except TransitionError:
+            except IncidentNotFoundError:
                 return False
             claimed = await session.execute(
                 update(EscalationTimer)
@@ -733,9 +738,9 @@ async def settle(session: AsyncSession, incident: Incident, now: datetime) -> No
     for t in timers:
         until = tracks.get(t.track, {}).get("until")
         if incident.status not in OPEN_STATUSES:
-            t.state = "cancelled"
+            TIMER.fire(t, "cancel")
         elif until and condition(incident, until):
-            t.state = "done"
+            TIMER.fire(t, "finish")
         else:
             continue
         t.token, t.updated_at = t.token + 1, now

@@ -21,8 +21,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.escalation import URGENT_TYPES, Effects, Escalator, Run, default_service
+from dispatch.lifecycle import INCIDENT
 from dispatch.notify.outbox import enqueue_family_alerts
 from dispatch.timeline import add_timeline
+from hotline.core.vocab import IncidentType, Severity
 from hotline.privacy import mask_name
 from hotline.storage.models import OPEN_STATUSES, SEVERITIES, AuditEntry, Elder, Incident, new_id
 from hotline.views import elder_summary, incident_view
@@ -105,7 +107,7 @@ class Incidents:
             device_id=device_id,
             type=type_,
             severity=severity,
-            status="open",
+            status=INCIDENT.initial,
             source=source,
             location=location,
             signals=[signal],
@@ -154,6 +156,29 @@ class Incidents:
         return incident, IncidentCreated(
             incident=incident_view(incident), elder=elder_summary(elder), notifications=fx.notifications, effects=fx
         )
+
+    @staticmethod
+    async def escalate_open_alarm(
+        session: AsyncSession, *, elder_id: str, kind: str, actor: str, now: datetime, data: dict[str, Any]
+    ) -> Incident | None:
+        """Raise the elder's newest open alarm to critical (a wearable taken off during it);
+        None when there is no open alarm."""
+        alarm = await session.scalar(
+            select(Incident)
+            .where(
+                Incident.elder_id == elder_id,
+                Incident.status.in_(OPEN_STATUSES),
+                Incident.type.in_((IncidentType.SOS.value, IncidentType.FALL.value)),
+            )
+            .order_by(Incident.created_at.desc())
+            .limit(1)
+        )
+        if alarm is None:
+            return None
+        alarm.severity = Severity.CRITICAL
+        alarm.updated_at = now
+        add_timeline(session, alarm.id, kind=kind, actor=actor, now=now, data=data)
+        return alarm
 
     @staticmethod
     async def _merge(

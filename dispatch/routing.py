@@ -39,6 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.catalogue import SERVICES
+from hotline.core.vocab import Availability, values
 from hotline.storage.models import Provider
 from hotline.tasks import raise_if_cancelling, wait_event
 
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 LOCAL_TZ = timezone(timedelta(hours=8))
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ELIGIBLE_AVAILABILITY = ("available", "busy")
-AVAILABILITY = ("available", "busy", "offline", "suspended")
+AVAILABILITY = values(Availability)
 
 # Kinds that specialise in a service rank ahead of generalists at the same travel time.
 SPECIALISTS: dict[str, frozenset[str]] = {

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from dispatch.errors import NotYoursError, TransitionError
+from dispatch.errors import DispatchConflictError, NotYoursError
 from dispatch.escalation import (
     ACCEPTED,
     Effects,
@@ -36,8 +36,10 @@ from dispatch.escalation import (
     settle,
 )
 from dispatch.incidents import IncidentCreated, Incidents
+from dispatch.lifecycle import INCIDENT, LIVE_OFFER_STATUSES, OFFER
 from dispatch.timeline import add_timeline
 from hotline.clock import Clock, SystemClock
+from hotline.core.lifecycle import TransitionError
 from hotline.storage.models import (
     OPEN_STATUSES,
     AuditEntry,
@@ -50,12 +52,6 @@ from hotline.storage.models import (
 from hotline.views import incident_view, offer_view
 
 log = logging.getLogger(__name__)
-
-PROGRESS = {
-    "en_route": ("accepted",),
-    "on_scene": ("accepted", "en_route"),
-    "done": ("accepted", "en_route", "on_scene"),
-}
 
 
 class DispatchService:
@@ -89,7 +85,7 @@ class DispatchService:
                 select(Elder).where(Elder.id == elder_id).options(selectinload(Elder.contacts))
             )
             if elder is None:
-                raise TransitionError(f"elder {elder_id} does not exist")
+                raise DispatchConflictError(f"elder {elder_id} does not exist")
             # open() writes the audit entry (incident.open, or incident.merge) with this actor.
             _, created = await self.incidents.open(session, elder=elder, actor=actor, now=self.now(), **kwargs)
         await self._announce_created(created)
@@ -105,8 +101,7 @@ class DispatchService:
             if incident.acknowledged_at is not None:
                 return  # a second operator's click changes nothing
             incident.acknowledged_at, incident.acknowledged_by = now, actor
-            if incident.status == "open":
-                incident.status = "acknowledged"
+            INCIDENT.fire(incident, "acknowledge")
             add_timeline(session, incident.id, now=now, kind="acknowledged", actor=actor, data={})
 
         return await self._transition(incident_id, actor, "incident.acknowledge", move)
@@ -115,9 +110,8 @@ class DispatchService:
         self, incident_id: str, actor: str, *, provider_id: str | None, service: str | None, timeout_s: int
     ) -> dict[str, Any]:
         async def move(session: AsyncSession, incident: Incident, now: datetime, fx: Effects) -> None:
-            self._require_open(incident, "dispatch")
-            if incident.status in ACCEPTED:
-                raise TransitionError(f"incident {incident.id} is already {incident.status}")
+            if not INCIDENT.can(incident.status, "offer"):
+                raise TransitionError("incident", incident.status, "dispatch", subject=incident.id)
             elder = await self._elder(session, incident)
             offer, _ranking = await self.escalator.offer(
                 Run(session, incident, elder, now, fx),
@@ -127,7 +121,7 @@ class DispatchService:
                 actor=actor,
             )
             if offer is None:
-                raise TransitionError("no provider can take this incident now; see the routing decision")
+                raise DispatchConflictError("no provider can take this incident now; see the routing decision")
             if incident.acknowledged_at is None:
                 incident.acknowledged_at, incident.acknowledged_by = now, actor
             # The operator's offer restarts the provider track's clock from now.
@@ -179,23 +173,19 @@ class DispatchService:
 
         async def move(session: AsyncSession, incident: Incident, now: datetime, fx: Effects) -> None:
             offer = await self._offer(session, offer_id, provider_id)
-            if offer.status != "offered":
-                raise TransitionError(f"offer {offer.id} is {offer.status}")
-            if offer.expires_at <= now:
-                raise TransitionError(f"offer {offer.id} expired at {offer.expires_at.isoformat()}")
             if accept:
-                self._require_open(incident, "accept")
-                if incident.status in ACCEPTED:
-                    raise TransitionError(f"incident {incident.id} is already {incident.status}")
+                OFFER.fire(offer, "accept", now)
+                INCIDENT.fire(incident, "accept")
                 # Locked (after the incident, as everywhere): two acceptances must not both take the last slot.
                 provider = await session.get(Provider, provider_id, with_for_update=True)
                 assert provider is not None
                 if provider.current_load >= provider.capacity:
-                    raise TransitionError(f"provider is at capacity ({provider.current_load}/{provider.capacity})")
+                    raise DispatchConflictError(
+                        f"provider is at capacity ({provider.current_load}/{provider.capacity})"
+                    )
                 provider.current_load += 1
                 provider.updated_at = now
-                offer.status = "accepted"
-                incident.status, incident.provider_id = "accepted", provider_id
+                incident.provider_id = provider_id
                 others = (
                     await session.scalars(
                         select(Offer).where(
@@ -204,10 +194,12 @@ class DispatchService:
                     )
                 ).all()
                 for o in others:
-                    o.status, o.responded_at, o.updated_at = "withdrawn", now, now
+                    OFFER.fire(o, "withdraw")
+                    o.responded_at, o.updated_at = now, now
                     fx.messages.append(offer_message(o, incident, "offer.closed"))
             else:
-                offer.status, offer.reason = "declined", reason
+                OFFER.fire(offer, "decline", now)
+                offer.reason = reason
                 # The next candidate is offered now, not when the timeout would have run out.
                 await poke(session, incident.id, now)
             offer.responded_at, offer.updated_at = now, now
@@ -230,10 +222,9 @@ class DispatchService:
 
         async def move(session: AsyncSession, incident: Incident, now: datetime, fx: Effects) -> None:
             offer = await self._offer(session, offer_id, provider_id)
-            if offer.status not in PROGRESS[step]:
-                raise TransitionError(f"offer {offer.id} is {offer.status}; cannot report {step}")
             self._require_open(incident, step)
-            offer.status, offer.updated_at = step, now
+            OFFER.fire(offer, step)
+            offer.updated_at = now
             if location is not None:
                 offer.location = {**location, "at": now.isoformat()}
             add_timeline(
@@ -248,7 +239,7 @@ class DispatchService:
                 run = Run(session, incident, await self._elder(session, incident), now, fx)
                 await self._finish(run, status="resolved", actor=actor, note="provider done")
             else:
-                incident.status = step
+                INCIDENT.fire(incident, step)
             fx.messages.append(offer_message(offer, incident, "offer.updated"))
 
         return await self._transition(incident_id, actor, f"offer.{step}", move, offer_id)
@@ -280,6 +271,9 @@ class DispatchService:
 
     @staticmethod
     async def _finish(run: Run, *, status: str, actor: str, note: str | None) -> None:
+        # Checked first, so nothing below runs for an incident that is already closed.
+        event = "resolve" if status == "resolved" else "cancel"
+        INCIDENT.next_state(run.incident.status, event, subject=run.incident.id)
         """Resolve or cancel: free the provider's slot and withdraw what is still on offer."""
         session, incident, now, fx = run.session, run.incident, run.now, run.fx
         if incident.provider_id is not None and incident.status in ACCEPTED:
@@ -289,24 +283,23 @@ class DispatchService:
                 provider.updated_at = now
         open_offers = (
             await session.scalars(
-                select(Offer).where(
-                    Offer.incident_id == incident.id, Offer.status.in_(("offered", "accepted", "en_route", "on_scene"))
-                )
+                select(Offer).where(Offer.incident_id == incident.id, Offer.status.in_(LIVE_OFFER_STATUSES))
             )
         ).all()
         for o in open_offers:
             # An offer still open, or a job cut short by a cancellation, is withdrawn; a finished job is done.
-            o.status = "done" if o.status != "offered" and status == "resolved" else "withdrawn"
+            OFFER.fire(o, "done" if o.status != "offered" and status == "resolved" else "withdraw")
             o.responded_at = o.responded_at or now
             o.updated_at = now
             fx.messages.append(offer_message(o, incident, "offer.closed"))
-        incident.status, incident.closed_at = status, now
+        INCIDENT.fire(incident, event)
+        incident.closed_at = now
         add_timeline(session, incident.id, now=now, kind=status, actor=actor, data={"note": note})
 
     @staticmethod
     def _require_open(incident: Incident, what: str) -> None:
         if incident.status not in OPEN_STATUSES:
-            raise TransitionError(f"cannot {what}: incident {incident.id} is {incident.status}")
+            raise TransitionError("incident", incident.status, what, subject=incident.id)
 
     def _audit(self, session: AsyncSession, actor: str, action: str, incident_id: str, **detail: Any) -> None:
         session.add(

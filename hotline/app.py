@@ -28,13 +28,13 @@ from sqlalchemy import select, text
 from devices import contract
 from devices.commands import CommandService
 from devices.directory import DeviceDirectory
-from devices.errors import BrokerUnavailableError, DeviceError, UnknownDeviceError
+from devices.errors import BrokerUnavailableError, UnknownDeviceError
 from devices.gateway import SYS_DROPPED, SYS_STORED, DeviceGateway, GatewayPolicy
 from devices.monitor import PresenceMonitor
 from devices.mqtt_link import MqttLink
 from devices.presence_store import PresenceStore
 from dispatch import hooks
-from dispatch.errors import DispatchError, NotYoursError, PolicyError, SignatureError, TransitionError
+from dispatch.errors import NotYoursError, PolicyError, SignatureError
 from dispatch.escalation import EmergencyAction, EscalationEngine, Escalator
 from dispatch.incidents import Incidents
 from dispatch.notify.channels import ConsoleSender, SmsGatewaySender, VoiceSender
@@ -55,6 +55,7 @@ from hotline.api.ws import ConsoleHub
 from hotline.auth import Principal, hash_token
 from hotline.bus import EventBus
 from hotline.config import Settings
+from hotline.core.lifecycle import TransitionError
 from hotline.errors import (
     AuthError,
     ConflictError,
@@ -86,7 +87,6 @@ _STATUS = {
     PolicyError: 400,
     SignatureError: 403,
     NotYoursError: 404,
-    TransitionError: 409,
     UnknownDeviceError: 404,
     BrokerUnavailableError: 503,
 }
@@ -104,7 +104,9 @@ async def errors_middleware(
         return await handler(request)
     except JsonLimitError as exc:
         return _error(413 if exc.too_large else 400, "validation", f"request body {exc.reason}")
-    except (HotlineError, DispatchError, DeviceError) as exc:
+    except TransitionError as exc:
+        return _error(409, "transition", str(exc), from_state=exc.from_state, event=exc.event)
+    except HotlineError as exc:
         status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
         field = exc.field if isinstance(exc, ValidationError) else None
         return _error(status, type(exc).__name__.removesuffix("Error").lower() or "error", str(exc), field)

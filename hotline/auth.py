@@ -13,9 +13,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from hotline.core import vocab
 from hotline.errors import ForbiddenError
 
-CONSOLE_ROLES = frozenset({"operator", "dispatcher", "supervisor", "admin"})
+CONSOLE_ROLES = frozenset(str(r) for r in vocab.CONSOLE_ROLES)
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "elders.read": CONSOLE_ROLES | {"family"},

@@ -1,7 +1,10 @@
-"""The hotline package's error hierarchy.
+"""The one error root of the whole backend, and its shared kinds.
 
-Foreign exceptions (SQLAlchemy, redis, paho) are translated into these at the edge,
-so that API handlers and the CLI only ever deal with one small family.
+Every error raised on purpose, in any package, is a :class:`HotlineError`: the devices,
+dispatch and telephony packages put their own kinds beneath it, and an illegal status change
+is :class:`hotline.core.lifecycle.TransitionError`. The HTTP middleware maps them to status
+codes in one table. Foreign exceptions (SQLAlchemy, redis, paho, panoramisk) are translated
+into these at the edge, so that API handlers and the CLI only ever deal with one family.
 """
 
 

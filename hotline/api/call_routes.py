@@ -16,6 +16,7 @@ from hotline.api.jsonutil import json_response
 from hotline.api.keys import SERVICES
 from hotline.api.routes import audit, body, listing, principal
 from hotline.auth import require
+from hotline.core import vocab
 from hotline.errors import NotFoundError, ValidationError
 from hotline.storage.models import SEVERITIES, CallRecord, Device, Elder, EmergencyContact, User
 from hotline.telephony.errors import TelephonyError
@@ -27,8 +28,8 @@ routes = web.RouteTableDef()
 
 # (threshold in seconds, share of offered calls): the telecare industry's targets, and an older one.
 TARGETS = ((60, 0.975, "telecare"), (180, 0.99, "telecare"), (60, 0.985, "older standard"))
-CALL_INCIDENT_TYPES = ("emergency", "health", "service_request", "consultation", "complaint", "referral", "follow_up")
-PURPOSES = ("click_to_call", "elder", "contact", "alarm_callback", "wellbeing")
+CALL_INCIDENT_TYPES = tuple(str(t) for t in vocab.CALL_INCIDENT_TYPES)
+PURPOSES = vocab.values(vocab.CallPurpose)
 
 
 def _period(request: web.Request) -> tuple[datetime, datetime]:

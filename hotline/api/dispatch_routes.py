@@ -16,19 +16,20 @@ from dispatch.errors import PolicyError
 from dispatch.notify.links import FamilyLinks
 from dispatch.policy import parse_tracks
 from dispatch.routing import AVAILABILITY, check_working_hours
-from dispatch.service import PROGRESS, DispatchService
+from dispatch.service import DispatchService
 from hotline.api import validation as v
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import SERVICES
 from hotline.api.routes import audit, body, listing, principal
 from hotline.auth import require
+from hotline.core.vocab import OPERATOR_INCIDENT_TYPES
 from hotline.errors import ConflictError, NotFoundError, ValidationError
 from hotline.storage.models import PROVIDER_KINDS, SEVERITIES, EscalationPolicy, Offer, Provider, RoutingDecision
 from hotline.views import decision_view, offer_view, policy_view, provider_view
 
 routes = web.RouteTableDef()
 
-INCIDENT_TYPES = ("sos", "fall", "emergency", "health", "service_request", "consultation", "complaint", "referral")
+INCIDENT_TYPES = tuple(str(t) for t in OPERATOR_INCIDENT_TYPES)
 
 
 def _dispatch(request: web.Request) -> DispatchService:
@@ -357,7 +358,7 @@ def _offer_route(action: str) -> None:
     routes.post(f"/api/v1/offers/{{id}}/{action}")(handler)
 
 
-for _action in ("accept", "decline", *PROGRESS):
+for _action in ("accept", "decline", "en_route", "on_scene", "done"):
     _offer_route(_action)
 
 

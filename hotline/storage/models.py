@@ -29,32 +29,31 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-ROLES = ("operator", "dispatcher", "supervisor", "admin", "provider", "family", "vendor")
-DEVICE_KINDS = ("one_touch_phone", "watch", "pendant", "sensor")
-CARE_LEVELS = ("self_care", "mild", "moderate", "severe", "partly_disabled", "dementia")
-ECONOMIC_CATEGORIES = (
-    "none",
-    "dibao",  # 低保
-    "dibao_edge",  # 低保边缘
-    "sanwu",  # 三无
-    "wubao",  # 五保
-    "family_planning_special",  # 计划生育特殊家庭
+from hotline.core.vocab import (
+    OPEN_INCIDENT_STATUSES,
+    CareLevel,
+    ContactChannel,
+    DeviceKind,
+    EconomicCategory,
+    IncidentStatus,
+    LivingSituation,
+    ProviderKind,
+    Role,
+    Severity,
+    values,
 )
-LIVING_SITUATIONS = ("alone", "empty_nest", "with_family", "institution")
-CONTACT_CHANNELS = ("webhook", "sms", "voice", "none")
-PROVIDER_KINDS = ("service_station", "caregiver", "meal_kitchen", "clinic", "ambulance")
-INCIDENT_STATUSES = (
-    "open",
-    "acknowledged",
-    "dispatched",
-    "accepted",
-    "en_route",
-    "on_scene",
-    "resolved",
-    "cancelled",
-)
-OPEN_STATUSES = INCIDENT_STATUSES[:6]
-SEVERITIES = ("low", "medium", "high", "critical")  # in rising order
+
+# Column vocabularies, as plain strings (the enums themselves live in hotline.core.vocab).
+ROLES = values(Role)
+DEVICE_KINDS = values(DeviceKind)
+CARE_LEVELS = values(CareLevel)
+ECONOMIC_CATEGORIES = values(EconomicCategory)
+LIVING_SITUATIONS = values(LivingSituation)
+CONTACT_CHANNELS = values(ContactChannel)
+PROVIDER_KINDS = values(ProviderKind)
+INCIDENT_STATUSES = values(IncidentStatus)
+OPEN_STATUSES = tuple(str(s) for s in OPEN_INCIDENT_STATUSES)
+SEVERITIES = values(Severity)  # in rising order
 
 
 def utcnow() -> datetime:

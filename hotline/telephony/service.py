@@ -28,6 +28,7 @@ from hotline.auth import CONSOLE_ROLES
 from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
 from hotline.config import Settings
+from hotline.core.vocab import CallState
 from hotline.phones import normalise
 from hotline.privacy import mask_phone
 from hotline.storage.models import CallRecord, Device, Elder, Incident, PhoneEntry, User
@@ -39,6 +40,7 @@ from hotline.telephony.errors import (
     AmiOutcomeUnknownError,
     TelephonyError,
 )
+from hotline.telephony.lifecycle import CALL
 from hotline.telephony.link import AmiLink
 from hotline.telephony.tracker import Call, CallTracker, Change
 from hotline.views import call_record_view, device_view, elder_view, incident_view
@@ -321,7 +323,7 @@ class TelephonyService:
                 row.queue = s["queue"]
                 row.caller_num = s["caller_num"] or row.caller_num or ""
                 row.caller_name = (s["caller_name"] or row.caller_name or "")[:64]
-                row.state = s["state"]
+                CALL.load(row, s["state"])
                 row.outcome = s["outcome"]
                 row.member = s["member"]
                 row.answered_at = _dt(s["answered_ts"])
@@ -362,7 +364,7 @@ class TelephonyService:
             direction="outbound",
             queue=s.ami_queue,
             caller_num=number,
-            state="originating",
+            state=CALL.initial,
             started_at=datetime.now(UTC),
             purpose=purpose,
             idempotency_key=idempotency_key or f"call:{chan_id}",
@@ -419,9 +421,11 @@ class TelephonyService:
         async with self.sm() as session, session.begin():
             row = await session.get(CallRecord, record.id)
             assert row is not None
-            if row.state == "originating":  # events may already have moved it on
-                row.state = state
-                if state == "ended":
+            if row.state == CallState.ORIGINATING:  # events may already have moved it on
+                if state == "dialing":
+                    CALL.fire(row, "sent")
+                elif state == "ended":
+                    CALL.fire(row, "end")
                     row.outcome, row.ended_at = "failed", datetime.now(UTC)
             row.detail = detail
             return call_record_view(row)

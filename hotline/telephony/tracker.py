@@ -18,7 +18,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from hotline.core.vocab import CallState as C
 from hotline.telephony import events as ev
+from hotline.telephony.lifecycle import CALL
 
 ORIGINATE_OUTCOMES = {4: "answered", 5: "busy", 3: "no_answer", 8: "congestion"}
 HANGUP_OUTCOMES = {17: "busy", 19: "no_answer", 18: "no_answer", 21: "failed", 34: "congestion", 1: "failed"}
@@ -122,12 +124,13 @@ class CallTracker:
         if e.linkedid in self._ended or not e.linkedid:
             return None
         started, num, name = self._origins.pop(e.linkedid, (e.ts, e.caller_num, e.caller_name))
-        call = Call(e.linkedid, "inbound", queue, num or e.caller_num, name or e.caller_name, started, "queued", e.ts)
+        call = Call(e.linkedid, "inbound", queue, num or e.caller_num, name or e.caller_name, started, C.QUEUED, e.ts)
         self.calls[e.linkedid] = call
         return call
 
     def _finish(self, call: Call, ts: float, outcome: str, reason: str | None = None) -> Change:
-        call.state, call.outcome, call.ended_ts = "ended", outcome, ts
+        CALL.fire(call, "end")
+        call.outcome, call.ended_ts = outcome, ts
         if call.end_reason is None:
             call.end_reason = reason
         if call.answered_ts is not None:
@@ -148,8 +151,8 @@ class CallTracker:
         call.attempts.append(
             {"member": member, "result": result, "ring_s": round(ring_s if ring_s is not None else ts - start, 3)}
         )
-        if not call.ringing and call.state == "ringing":
-            call.state = "queued"
+        if not call.ringing:
+            CALL.fire_if_possible(call, "ring_stop")
         return Change("ring_stopped", call, member, reason=result)
 
     @staticmethod
@@ -160,7 +163,7 @@ class CallTracker:
     # -- outbound --------------------------------------------------------------------
 
     def expect_outbound(self, channel_id: str, action_id: str, number: str, ts: float, queue: str = "") -> Call:
-        call = Call(channel_id, "outbound", queue, number, "", ts, "dialing")
+        call = Call(channel_id, "outbound", queue, number, "", ts, C.DIALING)
         self.calls[channel_id] = call
         self._by_action[action_id] = channel_id
         return call
@@ -196,7 +199,7 @@ class CallTracker:
             ext, name = self._member(e)
             call.ringing[ext] = e.ts
             call.leg_member[e.dest_uniqueid] = ext
-            call.state = "ringing"
+            CALL.fire(call, "ring")
             out.append(Change("ringing", call, ext, name))
             return out
         if isinstance(e, ev.AgentRingNoAnswer):
@@ -223,7 +226,8 @@ class CallTracker:
             for other in list(call.ringing):
                 ch = self._stop_ring(call, other, e.ts, "answered_elsewhere")
                 out += [ch] if ch else []
-            call.state, call.answered_ts, call.member, call.member_name = "answered", e.ts, ext, name
+            CALL.fire(call, "answer")
+            call.answered_ts, call.member, call.member_name = e.ts, ext, name
             call.hold_s = max(0.0, e.ts - (call.queued_ts if call.queued_ts is not None else e.ts))
             call.ring_s = max(0.0, e.ts - start)
             call.attempts.append({"member": ext, "result": "answered", "ring_s": round(call.ring_s, 3)})
@@ -271,7 +275,8 @@ class CallTracker:
             if call is None or call.direction != "outbound":
                 return out
             if e.reason == 4:
-                call.state, call.answered_ts = "answered", e.ts
+                CALL.fire(call, "answer")
+                call.answered_ts = e.ts
                 call.ring_s = max(0.0, e.ts - call.started_ts)
                 out.append(Change("answered", call))
             else:
@@ -331,7 +336,7 @@ class CallTracker:
             if linkedid in self.calls or linkedid in self._ended:
                 continue
             queued = now_ts - (entry.wait or 0)
-            call = Call(linkedid, "inbound", entry.queue, entry.caller_num, entry.caller_name, queued, "queued", queued)
+            call = Call(linkedid, "inbound", entry.queue, entry.caller_num, entry.caller_name, queued, C.QUEUED, queued)
             call.inferred = True
             self.calls[linkedid] = call
             out.append(Change("joined", call))
@@ -346,7 +351,7 @@ class CallTracker:
             if self.queues and queue not in self.queues:
                 continue
             started = now_ts - (caller.duration_s or 0)
-            call = Call(linkedid, "inbound", queue, caller.caller_num, caller.caller_name, started, "queued", started)
+            call = Call(linkedid, "inbound", queue, caller.caller_num, caller.caller_name, started, C.QUEUED, started)
             call.inferred = True
             self.calls[linkedid] = call
             out.append(Change("joined", call))
@@ -357,7 +362,8 @@ class CallTracker:
         ext = interface_ext(channel_interface(agent.channel))
         call.ringing.clear()
         call.inferred = True
-        call.state, call.member, call.member_name = "answered", ext, ext
+        CALL.fire(call, "answer")
+        call.member, call.member_name = ext, ext
         call.answered_ts = now_ts - (agent.duration_s or 0)
         call.hold_s = max(0.0, call.answered_ts - (call.queued_ts or call.answered_ts))
         return [Change("answered", call, ext, ext)]

@@ -1,0 +1,1 @@
+"""The foundation: vocabularies and lifecycles that every domain shares; it imports no domain."""
