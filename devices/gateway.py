@@ -64,6 +64,7 @@ from dispatch.incidents import IncidentCreated, Incidents
 from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
 from hotline.clock import Clock, SystemClock
+from hotline.metrics import latency_histogram
 from hotline.storage.models import DeadLetter, Device, DeviceEventRecord, Elder
 from hotline.tasks import raise_if_cancelling, wait_event
 from hotline.views import elder_summary
@@ -155,6 +156,9 @@ class DeviceGateway:
         self.broker_dropped: int | None = None
         self.broker_stored: int | None = None
         self.ready = asyncio.Event()  # set once the device directory is loaded
+        self.ack_latency = latency_histogram(
+            "hotline_alarm_ack_seconds", "From an alarm (sos, fall) reaching the backend to its ack, stored first"
+        )
 
     async def run(self) -> None:
         """Consume the link's inbox with a few workers, and flush presence, until cancelled."""
@@ -352,6 +356,8 @@ class DeviceGateway:
             return await self._reject(item, device_id, event.event_id, outcome.reason or "rejected")
         self.metrics[f"events_{outcome.status}"] += 1
         self._send_ack(device_id, event.event_id, outcome)
+        if event.is_emergency and item.received:
+            self.ack_latency.observe(time.monotonic() - item.received)
         self._link.ack(item)
         messages: list[dict[str, Any]] = []
         if outcome.created is not None:

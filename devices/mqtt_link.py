@@ -59,6 +59,7 @@ class Inbound:
     generation: int  # which connection delivered it; acks on a later one are pointless
     attempt: int = 0  # handling attempts that failed so far
     acked: bool = False
+    received: float = 0.0  # time.monotonic() when paho handed it over (0 for a replay)
 
 
 class MqttLink:
@@ -244,7 +245,15 @@ class MqttLink:
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         self._incoming.append(
-            Inbound(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid, self._generation)
+            Inbound(
+                msg.topic,
+                bytes(msg.payload),
+                msg.qos,
+                bool(msg.retain),
+                msg.mid,
+                self._generation,
+                received=time.monotonic(),
+            )
         )
         # One wake-up per batch, not per message: at thousands of messages a second, a
         # callback each would flood the event loop's ready queue, and every await on the

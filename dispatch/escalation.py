@@ -50,6 +50,7 @@ from dispatch.routing import ProviderInfo, Ranking, Router
 from dispatch.timeline import add_timeline
 from hotline.clock import Clock, SystemClock
 from hotline.core import vocab
+from hotline.metrics import latency_histogram
 from hotline.storage.models import (
     OPEN_STATUSES,
     Elder,
@@ -206,6 +207,9 @@ class Escalator:
         self.links = links
         self.voice_enabled = voice_enabled
         self.policies = PolicyBook()
+        self.first_offer_latency = latency_histogram(
+            "hotline_alarm_first_offer_seconds", "From an incident opening to its first offer to a provider"
+        )
 
     # -- starting --------------------------------------------------------------------
 
@@ -403,6 +407,7 @@ class Escalator:
             return None, None
         tried: Sequence[str] = ()
         declined: Sequence[str] = ()
+        first = run.fresh
         if not run.fresh:
             outstanding = (
                 await session.scalars(select(Offer).where(Offer.incident_id == incident.id, Offer.status == "offered"))
@@ -414,6 +419,7 @@ class Escalator:
             past = (
                 await session.execute(select(Offer.provider_id, Offer.status).where(Offer.incident_id == incident.id))
             ).all()
+            first = not past
             tried = [p for p, _ in past]
             declined = [p for p, status in past if status == "declined"]
         loc = incident.location or {}
@@ -479,6 +485,8 @@ class Escalator:
             updated_at=now,
         )
         session.add(offer)
+        if first:
+            self.first_offer_latency.observe(max(0.0, (now - incident.created_at).total_seconds()))
         with session.no_autoflush:
             provider = await session.get(Provider, chosen["provider_id"])
         if provider is not None:

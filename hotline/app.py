@@ -15,7 +15,7 @@ import json
 import logging
 import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import timedelta
 from importlib import resources
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import select, text
 
 from devices import contract
@@ -65,6 +66,7 @@ from hotline.errors import (
     ValidationError,
 )
 from hotline.jsonlimits import JsonLimitError
+from hotline.metrics import Sample, ServiceCollector, exposition, registry_for
 from hotline.storage.db import make_engine, make_sessionmaker
 from hotline.storage.models import User
 from hotline.tasks import cancel_and_wait
@@ -72,6 +74,7 @@ from hotline.telephony.errors import TelephonyError
 from hotline.telephony.service import TelephonyService
 
 log = logging.getLogger(__name__)
+METRICS = web.AppKey("metrics", CollectorRegistry)
 
 # /api/v1/family/confirm carries its own signature instead of a token (a link in an SMS).
 PUBLIC_PATHS = frozenset(
@@ -184,65 +187,93 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format. Counters only: no ids, names or numbers."""
-    svc = request.app[SERVICES]
-    lines: list[str] = []
-
-    def metric(name: str, value: float, help_: str, kind: str = "counter", labels: str = "") -> None:
-        lines.extend(
-            [f"# HELP hotline_{name} {help_}", f"# TYPE hotline_{name} {kind}", f"hotline_{name}{labels} {value}"]
-        )
-
+def _samples(app: web.Application) -> Iterator[Sample]:
+    """Every counter and gauge, read from the services at scrape time. No ids, names or numbers."""
+    svc = app[SERVICES]
     if svc.gateway is not None:
         gw = svc.gateway
-        lines += [
-            "# HELP hotline_gateway_messages_total Device messages by outcome",
-            "# TYPE hotline_gateway_messages_total counter",
-        ]
-        lines += [f'hotline_gateway_messages_total{{outcome="{k}"}} {v}' for k, v in sorted(gw.metrics.items())]
-        metric("conditions_opened_total", gw.conditions.opened, "Device condition episodes opened")
+        for outcome, n in sorted(gw.metrics.items()):
+            yield Sample(
+                "hotline_gateway_messages_total", n, "Device messages by outcome", labels=(("outcome", outcome),)
+            )
+        yield Sample("hotline_conditions_opened_total", gw.conditions.opened, "Device condition episodes opened")
         # Both are the broker's own $SYS figures, for every client of the broker, not ours.
         if gw.broker_stored is not None:
-            metric(
-                "broker_queued_messages",
+            yield Sample(
+                "hotline_broker_queued_messages",
                 gw.broker_stored,
                 "The broker's $SYS/broker/store/messages/count: messages queued for all its clients",
                 "gauge",
             )
         if gw.broker_dropped is not None:
-            metric(
-                "broker_sys_dropped_messages",
+            yield Sample(
+                "hotline_broker_sys_dropped_messages",
                 gw.broker_dropped,
                 "The broker's $SYS/broker/publish/messages/dropped: drops across all its clients since it started, "
                 "not this backend's losses",
                 "gauge",
             )
     if svc.link is not None:
-        metric("mqtt_connected", int(svc.link.connected), "1 when the MQTT link is up", "gauge")
-        metric("mqtt_reconnects_total", svc.link.reconnects, "MQTT reconnections")
-        metric("mqtt_dropped_qos0_total", svc.link.dropped_qos0, "QoS 0 messages dropped on a full inbox")
-        metric("mqtt_inbox_depth", svc.link.qsize(), "Messages waiting for a gateway worker", "gauge")
+        yield Sample("hotline_mqtt_connected", int(svc.link.connected), "1 when the MQTT link is up", "gauge")
+        yield Sample("hotline_mqtt_reconnects_total", svc.link.reconnects, "MQTT reconnections")
+        yield Sample("hotline_mqtt_dropped_qos0_total", svc.link.dropped_qos0, "QoS 0 messages dropped on a full inbox")
+        yield Sample("hotline_mqtt_inbox_depth", svc.link.qsize(), "Messages waiting for a gateway worker", "gauge")
     if svc.outbox is not None:
-        metric("notifications_delivered_total", svc.outbox.delivered, "Notifications delivered")
-        metric("notifications_failed_total", svc.outbox.failed, "Notifications given up on")
+        yield Sample("hotline_notifications_delivered_total", svc.outbox.delivered, "Notifications delivered")
+        yield Sample("hotline_notifications_failed_total", svc.outbox.failed, "Notifications given up on")
     if svc.telephony is not None:
         tel = svc.telephony
-        metric("ami_connected", int(tel.link.connected), "1 when the AMI link is logged in and resynchronised", "gauge")
-        metric("ami_logins_total", tel.link.connects, "AMI logins (the first one and every reconnect)")
-        metric("ami_events_total", tel.link.events, "AMI events read")
-        metric("ami_garbage_total", tel.link.garbage, "Garbage AMI lines and frames dropped on this connection")
-        metric("ami_handler_errors_total", tel.link.handler_errors, "AMI event handlers that raised")
-        metric("screen_pops_total", tel.pops, "call.ringing pops sent to an operator")
-        metric("call_write_errors_total", tel.write_errors, "Failed call-record writes (retried)")
+        yield Sample(
+            "hotline_ami_connected",
+            int(tel.link.connected),
+            "1 when the AMI link is logged in and resynchronised",
+            "gauge",
+        )
+        yield Sample("hotline_ami_logins_total", tel.link.connects, "AMI logins (the first one and every reconnect)")
+        yield Sample("hotline_ami_events_total", tel.link.events, "AMI events read")
+        yield Sample("hotline_ami_garbage_total", tel.link.garbage, "Garbage AMI lines and frames on this connection")
+        yield Sample("hotline_ami_handler_errors_total", tel.link.handler_errors, "AMI event handlers that raised")
+        yield Sample("hotline_screen_pops_total", tel.pops, "call.ringing pops sent to an operator")
+        yield Sample("hotline_call_write_errors_total", tel.write_errors, "Failed call-record writes (retried)")
     if svc.dispatch is not None:
         engine = svc.dispatch.engine
-        metric("escalation_fired_total", engine.fired, "Escalation timers fired (steps run and committed)")
-        metric("escalation_stale_total", engine.stale, "Wake-ups refused by the fencing token (duplicate, late, early)")
-        metric("escalation_errors_total", engine.errors, "Timer firings that failed and stay due")
-        metric("routing_fallbacks_total", svc.dispatch.escalator.router.fallbacks, "Rankings made from the database")
-    metric("websocket_clients", request.app[HUB].size, "Connected console sockets", "gauge")
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        yield Sample(
+            "hotline_escalation_fired_total", engine.fired, "Escalation timers fired (steps run and committed)"
+        )
+        yield Sample(
+            "hotline_escalation_stale_total",
+            engine.stale,
+            "Wake-ups refused by the fencing token (duplicate, late, early)",
+        )
+        yield Sample("hotline_escalation_errors_total", engine.errors, "Timer firings that failed and stay due")
+        yield Sample(
+            "hotline_routing_fallbacks_total",
+            svc.dispatch.escalator.router.fallbacks,
+            "Rankings made from the database",
+        )
+    if svc.bus is not None:
+        yield Sample(
+            "hotline_console_local_deliveries_total",
+            svc.bus.local_deliveries + svc.bus.fallbacks,
+            "Console messages delivered to this instance's sockets directly (fan-out down or not subscribed)",
+        )
+    yield Sample("hotline_websocket_clients", app[HUB].size, "Connected console sockets", "gauge")
+
+
+def _histograms(app: web.Application) -> Iterator[Histogram]:
+    svc = app[SERVICES]
+    if svc.gateway is not None:
+        yield svc.gateway.ack_latency
+    if svc.dispatch is not None:
+        yield svc.dispatch.escalator.first_offer_latency
+    if svc.telephony is not None:
+        yield svc.telephony.pop_latency
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format, from this app's own registry."""
+    body = exposition(request.app[METRICS])
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
 async def openapi(_request: web.Request) -> web.Response:
@@ -270,6 +301,7 @@ def build_app(settings: Settings) -> web.Application:
     engine = make_engine(settings.database_url)
     app[SERVICES] = Services(settings=settings, engine=engine, sm=make_sessionmaker(engine))
     app[HUB] = ConsoleHub()
+    app[METRICS] = registry_for(ServiceCollector(lambda: _samples(app), lambda: _histograms(app)))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -129,6 +129,7 @@ async def test_known_caller_pops_to_the_ringing_operator_with_frames_cut_anywher
     async with http.get(f"{backend.url}/metrics") as r:
         text = await r.text()
     assert "hotline_screen_pops_total 1" in text and "hotline_ami_connected 1" in text
+    assert "hotline_ami_pop_seconds_count 1.0" in text  # and the pop was timed
 
 
 async def test_unknown_caller_pops_with_a_null_profile_and_the_call_opens_an_incident(

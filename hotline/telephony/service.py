@@ -29,6 +29,7 @@ from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
 from hotline.config import Settings
 from hotline.core.vocab import CallState
+from hotline.metrics import latency_histogram
 from hotline.phones import normalise
 from hotline.privacy import mask_phone
 from hotline.storage.models import CallRecord, Device, Elder, Incident, PhoneEntry, User
@@ -85,6 +86,9 @@ class TelephonyService:
         self._writer: asyncio.Task[None] | None = None
         self.pops = 0
         self.write_errors = 0
+        self.pop_latency = latency_histogram(
+            "hotline_ami_pop_seconds", "From the AMI event that rings an operator to the screen pop being published"
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -150,7 +154,7 @@ class TelephonyService:
             self._profiles[lid] = self._spawn(self._lookup(call), f"telephony.lookup[{lid}]")
         snapshot = call.snapshot()
         self._mark_dirty(lid, snapshot)
-        self._publish_in_order(lid, self._notify(ch, snapshot))
+        self._publish_in_order(lid, self._notify(ch, snapshot, time.monotonic()))
         if ch.kind == "ended":
             self._profiles.pop(lid, None)
 
@@ -167,7 +171,7 @@ class TelephonyService:
         self._chains[lid] = task
         task.add_done_callback(lambda t: self._chains.pop(lid, None) if self._chains.get(lid) is t else None)
 
-    async def _notify(self, ch: Change, snapshot: dict[str, Any]) -> None:
+    async def _notify(self, ch: Change, snapshot: dict[str, Any], seen_at: float) -> None:
         lid = ch.call.linkedid
         meta = self._meta.get(lid, {})
         base = {"call": {**snapshot, **{k: meta.get(k) for k in ("elder_id", "matched_by", "operator_id")}}}
@@ -186,6 +190,7 @@ class TelephonyService:
                         **base,
                     }
                 )
+                self.pop_latency.observe(time.monotonic() - seen_at)
             log.info(
                 "call ringing linkedid=%s caller=%s member=%s operator=%s",
                 lid,
