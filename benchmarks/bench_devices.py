@@ -27,8 +27,8 @@ from sqlalchemy import insert
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import backend, environment, machine, pct, rss_mb, spawn_publisher
+from devices.credentials import hash_device_secret
 from hotline.api.keys import SERVICES
-from hotline.auth import hash_device_secret
 from hotline.storage.db import make_engine
 from hotline.storage.models import Device, Elder
 

@@ -35,10 +35,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import backend, environment, machine, pct
+from devices.credentials import hash_device_secret
 from dispatch.catalogue import KIND_SERVICES
 from dispatch.routing import GeoIndex, ProviderInfo, Router
 from hotline.api.keys import SERVICES
-from hotline.auth import hash_device_secret
 from hotline.storage.db import make_engine, make_sessionmaker, upgrade
 from hotline.storage.models import Device, Elder, Incident, Provider
 

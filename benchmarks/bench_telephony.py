@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import backend, environment, machine, pct
 from hotline.auth import hash_token
-from hotline.config import AmiTarget
+from hotline.core.targets import AmiTarget
 from hotline.localsvc import free_port
 from hotline.storage.db import make_engine, make_sessionmaker
 from hotline.storage.models import Elder, User

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotline.auth import hash_device_secret
+from devices.credentials import hash_device_secret
 
 UPLINK = ("events", "telemetry", "status", "commands/result")
 DOWNLINK = ("ack", "commands")

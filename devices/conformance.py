@@ -22,7 +22,7 @@ from typing import Literal
 from devices import contract
 from devices.errors import ContractError
 from devices.mqtt_link import MqttLink
-from hotline.config import Settings
+from hotline.core.targets import MqttTarget
 
 Verdict = Literal["PASS", "WARN", "FAIL"]
 MAX_SKEW_S = 300
@@ -178,11 +178,10 @@ def analyse(
 
 
 async def observe(
-    settings: Settings, device_id: str, *, seconds: float, probe: bool
+    target: MqttTarget, prefix: str, device_id: str, *, seconds: float, probe: bool
 ) -> tuple[list[Observation], str | None]:
-    prefix = settings.mqtt_prefix
     link = MqttLink(
-        settings.mqtt,
+        target,
         client_id=f"hotline-check-{uuid.uuid4().hex[:8]}",
         subscriptions=[(f"{prefix}/devices/{device_id}/#", 1)],
         session_expiry_s=0,
@@ -211,11 +210,20 @@ async def observe(
     return observations, probe_id
 
 
-async def run_check(settings: Settings, device_id: str, *, seconds: float, probe: bool, as_json: bool) -> int:
+async def run_check(
+    target: MqttTarget,
+    prefix: str,
+    database_url: str,
+    device_id: str,
+    *,
+    seconds: float,
+    probe: bool,
+    as_json: bool,
+) -> int:
     from devices.directory import DeviceDirectory  # noqa: PLC0415
     from hotline.storage.db import make_engine, make_sessionmaker  # noqa: PLC0415 - CLI-only path
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(database_url)
     try:
         info = await DeviceDirectory(make_sessionmaker(engine)).get(device_id)
     except Exception:  # no database reachable: judge the traffic alone
@@ -223,11 +231,11 @@ async def run_check(settings: Settings, device_id: str, *, seconds: float, probe
     finally:
         await engine.dispose()
     print(
-        f"watching {device_id} for {seconds:.0f} s on {settings.mqtt.host}:{settings.mqtt.port} ...",
+        f"watching {device_id} for {seconds:.0f} s on {target.host}:{target.port} ...",
         file=sys.stderr,
         flush=True,
     )
-    obs, probe_id = await observe(settings, device_id, seconds=seconds, probe=probe)
+    obs, probe_id = await observe(target, prefix, device_id, seconds=seconds, probe=probe)
     findings = analyse(
         obs,
         window_s=seconds,

@@ -36,7 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from devices.errors import BrokerUnavailableError
 from hotline.backoff import backoff_delay
-from hotline.config import MqttTarget
+from hotline.core.targets import MqttTarget
 
 log = logging.getLogger(__name__)
 

@@ -119,8 +119,8 @@ def timer_snapshot(t: EscalationTimer) -> tuple[str, int, float, str, str]:
     return (t.id, t.token, t.due_at.timestamp(), t.state, t.incident_id)
 
 
-hooks.watch(EscalationTimer, "timers", timer_snapshot)
-hooks.watch(Provider, "providers", ProviderInfo.of)
+#: The rows whose commits Redis follows (installed by the app with :func:`dispatch.hooks.install`).
+WATCHES: hooks.Watches = {EscalationTimer: ("timers", timer_snapshot), Provider: ("providers", ProviderInfo.of)}
 
 
 async def lock_incident(session: AsyncSession, incident_id: str) -> Incident:

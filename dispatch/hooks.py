@@ -9,7 +9,7 @@ and no call site can forget to do it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import event
@@ -19,19 +19,31 @@ from sqlalchemy.orm import Session
 SINKS = "dispatch.sinks"
 _PENDING = "dispatch.pending"
 
+_WATCHED = "dispatch.watched"
+
 Sink = Callable[[list[Any]], None]
-_WATCHED: dict[type, tuple[str, Callable[[Any], Any]]] = {}
+#: A watched model: the sink name its snapshots go to, and how to snapshot a row.
+Watches = Mapping[type, tuple[str, Callable[[Any], Any]]]
 
 
-def watch(model: type, name: str, snapshot: Callable[[Any], Any]) -> None:
-    _WATCHED[model] = (name, snapshot)
+def install(sm: async_sessionmaker[AsyncSession], watches: Watches, **sinks: Sink) -> None:
+    """Route this sessionmaker's committed snapshots of ``watches`` to ``sinks`` (by name).
 
-
-def install(sm: async_sessionmaker[AsyncSession], **sinks: Sink) -> None:
-    """Route this sessionmaker's committed snapshots to ``sinks`` (by watched name)."""
-    current = dict(sm.kw.get("info", {}).get(SINKS, {}))
+    Called by whoever assembles the app: importing this module registers nothing that acts.
+    """
+    info = dict(sm.kw.get("info", {}))
+    current = dict(info.get(SINKS, {}))
     current.update(sinks)
-    sm.configure(info={**sm.kw.get("info", {}), SINKS: current})
+    watched = dict(info.get(_WATCHED, {}))
+    watched.update(watches)
+    sm.configure(info={**info, SINKS: current, _WATCHED: watched})
+    for name, listener in (
+        ("after_flush", _after_flush),
+        ("after_commit", _after_commit),
+        ("after_rollback", _after_rollback),
+    ):
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)
 
 
 def _after_flush(session: Session, _ctx: object) -> None:
@@ -39,8 +51,9 @@ def _after_flush(session: Session, _ctx: object) -> None:
     if not sinks:
         return
     pending: dict[str, dict[Any, Any]] = session.info.setdefault(_PENDING, {})
+    watched = session.info.get(_WATCHED, {})
     for obj in (*session.new, *session.dirty):
-        entry = _WATCHED.get(type(obj))
+        entry = watched.get(type(obj))
         if entry is not None and entry[0] in sinks:
             pending.setdefault(entry[0], {})[obj.id] = entry[1](obj)
 
@@ -56,8 +69,3 @@ def _after_commit(session: Session) -> None:
 
 def _after_rollback(session: Session) -> None:
     session.info.pop(_PENDING, None)
-
-
-event.listen(Session, "after_flush", _after_flush)
-event.listen(Session, "after_commit", _after_commit)
-event.listen(Session, "after_rollback", _after_rollback)

@@ -36,7 +36,7 @@ from devices.mqtt_link import MqttLink
 from devices.presence_store import PresenceStore
 from dispatch import hooks
 from dispatch.errors import NotYoursError, PolicyError, SignatureError
-from dispatch.escalation import EmergencyAction, EscalationEngine, Escalator
+from dispatch.escalation import WATCHES, EmergencyAction, EscalationEngine, Escalator
 from dispatch.incidents import Incidents
 from dispatch.notify.channels import ConsoleSender, SmsGatewaySender, VoiceSender
 from dispatch.notify.links import FamilyLinks
@@ -44,7 +44,6 @@ from dispatch.notify.outbox import OutboxWorker, Sender, WebhookSender
 from dispatch.policy import install_defaults
 from dispatch.routing import GeoIndex, GeoSync, Router, RoutingPolicy
 from dispatch.service import DispatchService
-from hotline import phones
 from hotline.api.call_routes import routes as call_routes
 from hotline.api.deadletter_routes import routes as deadletter_routes
 from hotline.api.dispatch_routes import routes as dispatch_routes
@@ -71,7 +70,7 @@ from hotline.storage.db import make_engine, make_sessionmaker
 from hotline.storage.models import User
 from hotline.tasks import cancel_and_wait
 from hotline.telephony.errors import TelephonyError
-from hotline.telephony.service import TelephonyService
+from hotline.telephony.service import TelephonyConfig, TelephonyService
 
 log = logging.getLogger(__name__)
 METRICS = web.AppKey("metrics", CollectorRegistry)
@@ -299,7 +298,9 @@ def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
 def build_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     engine = make_engine(settings.database_url)
-    app[SERVICES] = Services(settings=settings, engine=engine, sm=make_sessionmaker(engine))
+    app[SERVICES] = Services(
+        settings=settings, engine=engine, sm=make_sessionmaker(engine, phone_area_code=settings.phone_area_code)
+    )
     app[HUB] = ConsoleHub()
     app[METRICS] = registry_for(ServiceCollector(lambda: _samples(app), lambda: _histograms(app)))
     app.router.add_get("/healthz", healthz)
@@ -312,7 +313,6 @@ def build_app(settings: Settings) -> web.Application:
     app.add_routes(call_routes)
     app.add_routes(dispatch_routes)
     app.add_routes(deadletter_routes)
-    phones.AREA_CODE = settings.phone_area_code
     app.cleanup_ctx.extend([_database_ctx, _bus_ctx, _outbox_ctx, _dispatch_ctx, _telephony_ctx, _devices_ctx])
     app.on_shutdown.append(_close_websockets)
     return app
@@ -389,7 +389,7 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
         on_notifications=svc.outbox.wake,
     )
     sync = GeoSync(geo, svc.sm)
-    hooks.install(svc.sm, timers=engine.on_commit, providers=sync.on_commit)
+    hooks.install(svc.sm, WATCHES, timers=engine.on_commit, providers=sync.on_commit)
     await install_defaults(svc.sm)
     svc.dispatch = DispatchService(
         svc.sm, Incidents(escalator, merge_window=timedelta(seconds=s.merge_window_s)), engine
@@ -410,7 +410,18 @@ async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     assert svc.bus is not None
-    svc.telephony = TelephonyService(svc.settings, svc.sm, svc.bus)
+    s = svc.settings
+    assert s.ami is not None
+    config = TelephonyConfig(
+        ami=s.ami,
+        ami_queue=s.ami_queue,
+        ami_dial=s.ami_dial,
+        ami_operator_channel=s.ami_operator_channel,
+        ami_alarm_callback=s.ami_alarm_callback,
+        callback_number=s.callback_number,
+        phone_area_code=s.phone_area_code,
+    )
+    svc.telephony = TelephonyService(config, svc.sm, svc.bus)
     svc.bus.add_listener(svc.telephony.on_bus_message)
     svc.telephony.start()
     assert svc.outbox is not None

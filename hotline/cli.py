@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 
-from hotline.auth import hash_token, new_token
 from hotline.config import Settings, load_settings
 from hotline.errors import ConfigError, HotlineError
 from hotline.storage.db import make_engine, make_sessionmaker, upgrade
-from hotline.storage.models import ROLES, Elder, Provider, User
+from hotline.storage.models import ROLES
+from hotline.users import add_user
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,7 +123,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             engine = make_engine(settings.database_url)
             try:
                 r = await seed_demo(
-                    make_sessionmaker(engine),
+                    make_sessionmaker(engine, phone_area_code=settings.phone_area_code),
                     elders=args.elders,
                     providers=args.providers,
                     family_webhook=args.family_webhook,
@@ -184,43 +184,14 @@ def _devices(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from devices.conformance import run_check
 
-    return asyncio.run(run_check(settings, args.device_id, seconds=args.seconds, probe=args.probe, as_json=args.json))
-
-
-async def add_user(
-    settings: Settings,
-    name: str,
-    role: str,
-    *,
-    extension: str | None = None,
-    elder_id: str | None = None,
-    provider_id: str | None = None,
-) -> str:
-    """Create a user and return its bearer token (shown once; only the hash is stored)."""
-    if role == "family" and not elder_id:
-        raise ConfigError("a family user needs --elder ELDER_ID")
-    if role == "provider" and not provider_id:
-        raise ConfigError("a provider user needs --provider PROVIDER_ID")
-    token = new_token()
-    engine = make_engine(settings.database_url)
-    try:
-        async with make_sessionmaker(engine)() as session, session.begin():
-            if await session.scalar(select(User.id).where(User.name == name)) is not None:
-                raise HotlineError(f"user {name!r} already exists")
-            if elder_id and await session.get(Elder, elder_id) is None:
-                raise HotlineError(f"elder {elder_id} does not exist")
-            if provider_id and await session.get(Provider, provider_id) is None:
-                raise HotlineError(f"provider {provider_id} does not exist")
-            session.add(
-                User(
-                    name=name,
-                    role=role,
-                    token_hash=hash_token(token),
-                    extension=extension,
-                    elder_id=elder_id,
-                    provider_id=provider_id,
-                )
-            )
-    finally:
-        await engine.dispose()
-    return token
+    return asyncio.run(
+        run_check(
+            settings.mqtt,
+            settings.mqtt_prefix,
+            settings.database_url,
+            args.device_id,
+            seconds=args.seconds,
+            probe=args.probe,
+            as_json=args.json,
+        )
+    )

@@ -22,28 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from hotline.core.targets import AmiTarget, MqttTarget
 from hotline.errors import ConfigError
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 # Public on purpose: lets the demo and its simulators agree with no set-up. Never for production.
 DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZA=="  # noqa: S105
-
-
-@dataclass(frozen=True, slots=True)
-class MqttTarget:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AmiTarget:
-    host: str
-    port: int
-    username: str
-    secret: str
 
 
 def default_client_id() -> str:

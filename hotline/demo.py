@@ -26,13 +26,13 @@ from sqlalchemy import func, select
 
 from hotline.api.keys import SERVICES
 from hotline.app import serve
-from hotline.cli import add_user
 from hotline.config import Settings, load_settings
 from hotline.localsvc import Child, port_open, start_mosquitto, start_redis
 from hotline.seed import seed_demo
 from hotline.storage.db import make_engine, make_sessionmaker, upgrade
 from hotline.storage.models import OPEN_STATUSES, Incident, Notification, Provider
 from hotline.tasks import cancel_and_wait
+from hotline.users import add_user
 from simulators.devices import DeviceFleet
 from simulators.family import FamilyReceiver
 from simulators.provider_app import ProviderApp
@@ -86,7 +86,7 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
     receiver = FamilyReceiver(settings.webhook_secrets)
     webhook_url = await receiver.start()
     engine = make_engine(settings.database_url)
-    sm = make_sessionmaker(engine)
+    sm = make_sessionmaker(engine, phone_area_code=settings.phone_area_code)
     seeded = await seed_demo(sm, elders=args.elders, providers=args.providers, family_webhook=webhook_url)
     token = await add_user(settings, "demo-operator", "operator", extension="op1001")
     _say(f"seeded {seeded.elders} elders, {len(seeded.devices)} devices, {seeded.providers} providers into {db}")

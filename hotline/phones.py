@@ -18,7 +18,9 @@ from hotline.storage.models import Device, Elder, EmergencyContact, PhoneEntry
 
 _SEPARATORS = re.compile(r"[\s\-().]")
 _MOBILE = re.compile(r"1[3-9]\d{9}")
-AREA_CODE = "0574"  # Ningbo, where the seeded Yuyao district is; HOTLINE_PHONE_AREA_CODE changes it
+DEFAULT_AREA_CODE = "0574"  # Ningbo, where the seeded Yuyao district is; HOTLINE_PHONE_AREA_CODE changes it
+#: Session info key: the area code that completes local landlines in the phone index.
+AREA_CODE_INFO = "hotline.phone_area_code"
 
 
 def normalise(raw: str | None, *, area_code: str | None = None) -> str | None:
@@ -47,7 +49,7 @@ def normalise(raw: str | None, *, area_code: str | None = None) -> str | None:
     if number.startswith("0") and 10 <= len(number) <= 12:
         return number
     if 7 <= len(number) <= 8 and number[0] != "1":
-        return (area_code or AREA_CODE) + number  # a local landline
+        return (area_code or DEFAULT_AREA_CODE) + number  # a local landline
     return number  # short service numbers and anything else we cannot improve
 
 
@@ -70,6 +72,7 @@ def _after_flush(session: Session, _ctx: object) -> None:
     elder_ids = _touched_elders(session)
     if not elder_ids:
         return
+    area = session.info.get(AREA_CODE_INFO, DEFAULT_AREA_CODE)
     conn = session.connection()
     conn.execute(delete(PhoneEntry).where(PhoneEntry.elder_id.in_(elder_ids)))
     rows: list[dict[str, str | None]] = []
@@ -77,22 +80,25 @@ def _after_flush(session: Session, _ctx: object) -> None:
         rows += [
             {"number": k, "elder_id": elder_id, "kind": "elder", "ref": None}
             for p in phones
-            if (k := normalise(str(p)))
+            if (k := normalise(str(p), area_code=area))
         ]
     for elder_id, device_id, sim in conn.execute(
         select(Device.elder_id, Device.device_id, Device.sim_number).where(Device.elder_id.in_(elder_ids))
     ):
-        if key := normalise(sim):
+        if key := normalise(sim, area_code=area):
             rows.append({"number": key, "elder_id": elder_id, "kind": "device", "ref": device_id})
     for elder_id, contact_id, phone in conn.execute(
         select(EmergencyContact.elder_id, EmergencyContact.id, EmergencyContact.phone).where(
             EmergencyContact.elder_id.in_(elder_ids)
         )
     ):
-        if key := normalise(phone):
+        if key := normalise(phone, area_code=area):
             rows.append({"number": key, "elder_id": elder_id, "kind": "contact", "ref": str(contact_id)})
     if rows:
         conn.execute(insert(PhoneEntry), rows)
 
 
-event.listen(Session, "after_flush", _after_flush)
+def install_phone_index() -> None:
+    """Keep the phone index current on every session (idempotent; called by make_sessionmaker)."""
+    if not event.contains(Session, "after_flush", _after_flush):
+        event.listen(Session, "after_flush", _after_flush)

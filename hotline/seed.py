@@ -17,8 +17,8 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from devices.credentials import hash_device_secret, new_device_secret
 from dispatch.catalogue import KIND_SERVICES
-from hotline.auth import hash_device_secret, new_device_secret
 from hotline.storage.models import Device, Elder, EmergencyContact, Provider
 
 CENTRE = (30.0372, 121.1546)  # 余姚市中心

@@ -28,12 +28,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
 from devices import contract
 from devices.errors import ContractError
-from hotline.config import MqttTarget, load_settings
+from hotline.core.targets import MqttTarget
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +321,20 @@ class DeviceFleet:
         return sum(d.online for d in self.devices)
 
 
+def broker_target(url: str) -> MqttTarget:
+    """The simulator's own reading of a broker URL: it never loads the backend's settings."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise SystemExit(f"--broker must look like mqtt://host:1883, got {url!r}")
+    return MqttTarget(
+        parts.hostname,
+        parts.port or (8883 if parts.scheme == "mqtts" else 1883),
+        tls=parts.scheme == "mqtts",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="simulate a fleet of alarm devices over MQTT")
     p.add_argument("device_ids", nargs="*", help="device ids (default: SIM000000.. numbered)")
@@ -328,15 +343,17 @@ def main() -> None:
     p.add_argument("--sos-every", type=float, default=0, help="mean seconds between alarms (0: none)")
     p.add_argument("--offline-chance", type=float, default=0.001, help="chance per heartbeat of an offline episode")
     p.add_argument("--duration", type=float, default=0)
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt[s]://[user:password@]host:port")
+    p.add_argument("--prefix", default="hotline/v1", help="the device contract's topic prefix")
     args = p.parse_args()
-    settings = load_settings()
+    target = broker_target(args.broker)
     ids = args.device_ids or [f"SIM{n:06d}" for n in range(args.devices)]
     logging.basicConfig(level="WARNING")
 
     async def run() -> None:
         fleet = DeviceFleet(
-            settings.mqtt,
-            settings.mqtt_prefix,
+            target,
+            args.prefix,
             ids,
             heartbeat_s=args.heartbeat,
             sos_every_s=args.sos_every or None,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from panoramisk import Manager
 
-from hotline.config import AmiTarget
+from hotline.core.targets import AmiTarget
 from hotline.localsvc import free_port
 from hotline.telephony import events as ev
 from hotline.telephony.errors import AmiFrameError, AmiNotConnectedError, AmiOutcomeUnknownError

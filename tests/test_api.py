@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hotline.auth import verify_device_secret
-from hotline.cli import add_user
+from devices.credentials import verify_device_secret
 from hotline.storage.models import AuditEntry, Device
+from hotline.users import add_user
 from tests.conftest import Running, auth
 
 ELDER: dict[str, Any] = {

@@ -29,7 +29,7 @@ from tests.helpers import eventually
 async def _elder_with_devices(sm: async_sessionmaker[AsyncSession], ids: list[str]) -> dict[str, str]:
     """Register devices directly; returns their plaintext passwords."""
 
-    from hotline.auth import hash_device_secret, new_device_secret
+    from devices.credentials import hash_device_secret, new_device_secret
     from hotline.storage.models import Device
 
     secrets = {d: new_device_secret() for d in ids}
@@ -194,7 +194,8 @@ async def test_conformance_kit_passes_a_good_device_and_names_a_bad_ones_faults(
         fleet.devices[0].alarm("test")
 
     presser = asyncio.create_task(press())
-    code = await run_check(running.settings, "GOOD0001", seconds=3, probe=True, as_json=False)
+    s = running.settings
+    code = await run_check(s.mqtt, s.mqtt_prefix, s.database_url, "GOOD0001", seconds=3, probe=True, as_json=False)
     await presser
     task.cancel()
     assert code == 0
@@ -217,7 +218,7 @@ async def test_conformance_kit_passes_a_good_device_and_names_a_bad_ones_faults(
     mis = asyncio.create_task(misbehave())
     from devices.conformance import observe
 
-    obs, _ = await observe(running.settings, "BAD00001", seconds=2.5, probe=False)
+    obs, _ = await observe(running.settings.mqtt, running.settings.mqtt_prefix, "BAD00001", seconds=2.5, probe=False)
     await mis
     bad.publish(f"{prefix}/devices/BAD00001/telemetry", b"", retain=True).wait_for_publish(5)
     bad.loop_stop()

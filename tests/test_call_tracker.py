@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from hotline.config import AmiTarget
+from hotline.core.targets import AmiTarget
 from hotline.telephony.events import parse_event
 from hotline.telephony.frames import FrameReader
 from hotline.telephony.link import AmiLink

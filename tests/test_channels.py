@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dispatch.notify.channels import SmsGatewaySender
 from dispatch.notify.outbox import OutboxWorker, enqueue
 from hotline.api.keys import SERVICES
-from hotline.cli import add_user
-from hotline.config import AmiTarget
+from hotline.core.targets import AmiTarget
 from hotline.storage.models import Notification
+from hotline.users import add_user
 from simulators.asterisk import AsteriskSim
 from tests import factories
 from tests.conftest import Running, auth

@@ -19,9 +19,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from hotline.api.keys import SERVICES
-from hotline.cli import add_user
 from hotline.demo import drop_redis_keys
 from hotline.localsvc import Child, start_redis
+from hotline.users import add_user
 from tests.conftest import MQTT_PORT, REDIS_URL, Running, auth
 from tests.helpers import DeviceClient, Feed, eventually
 

@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 
 from hotline.api.keys import SERVICES
 from hotline.bus import EventBus
-from hotline.cli import add_user
 from hotline.localsvc import free_port
+from hotline.users import add_user
 from tests.conftest import MQTT_PORT, Running, auth
 from tests.helpers import DeviceClient
 from tests.test_api import ELDER

@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hotline.auth import hash_device_secret
+from devices.credentials import hash_device_secret
 from hotline.localsvc import start_mosquitto
 from hotline.storage.models import Device, DeviceEventRecord, Incident
 from tests import factories

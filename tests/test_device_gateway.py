@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import contract
-from hotline.cli import add_user
 from hotline.storage.models import DeadLetter, Incident
+from hotline.users import add_user
 from simulators.family import FamilyReceiver
 from tests.conftest import MQTT_PORT, Running, auth
 from tests.helpers import DeviceClient, Feed, eventually

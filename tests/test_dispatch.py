@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch import hooks
 from dispatch.errors import SignatureError
-from dispatch.escalation import EmergencyAction, EscalationEngine, Escalator
+from dispatch.escalation import WATCHES, EmergencyAction, EscalationEngine, Escalator
 from dispatch.incidents import Incidents
 from dispatch.notify.links import FamilyLinks
 from dispatch.policy import install_defaults
@@ -136,7 +136,7 @@ async def world(sm: async_sessionmaker[AsyncSession], ns: str) -> AsyncIterator[
         published.append(message)
 
     engine = EscalationEngine(sm, redis, escalator, prefix=f"test-{ns}", clock=clock, publish=publish)
-    hooks.install(sm, timers=engine.on_commit, providers=sync.on_commit)
+    hooks.install(sm, WATCHES, timers=engine.on_commit, providers=sync.on_commit)
     await install_defaults(sm)
     service = DispatchService(sm, Incidents(escalator, merge_window=timedelta(minutes=10)), engine, clock=clock)
     yield World(sm, redis, clock, geo, sync, router, engine, service, published)

@@ -13,8 +13,8 @@ import aiohttp
 from sqlalchemy import select
 
 from hotline.api.keys import SERVICES
-from hotline.cli import add_user
 from hotline.storage.models import AuditEntry, Notification
+from hotline.users import add_user
 from simulators.family import FamilyReceiver
 from simulators.provider_app import Behaviour, ProviderApp
 from tests.conftest import Running, auth

@@ -14,10 +14,10 @@ import redis.asyncio as aioredis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hotline.cli import add_user
 from hotline.config import Settings
 from hotline.localsvc import free_port
 from hotline.storage.models import EscalationTimer, IncidentEvent, Notification
+from hotline.users import add_user
 from tests import factories
 from tests.conftest import REDIS_URL, auth
 from tests.factories import elder as make_elder

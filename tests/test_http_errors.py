@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from hotline.api import routes as api_routes
-from hotline.cli import add_user
+from hotline.users import add_user
 from tests.conftest import Running, auth
 
 ELDER = {

@@ -15,11 +15,11 @@ import pytest
 from devices import contract
 from dispatch.catalogue import SERVICES
 from dispatch.lifecycle import INCIDENT, OFFER, TIMER
-from hotline.cli import add_user
 from hotline.core import vocab
 from hotline.core.lifecycle import Lifecycle, TransitionError, table
 from hotline.storage import models
 from hotline.telephony.lifecycle import CALL
+from hotline.users import add_user
 from tests.conftest import Running, auth
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import func, select
 
 from hotline.api.keys import SERVICES
-from hotline.cli import add_user
 from hotline.config import load_settings
 from hotline.storage.models import DeadLetter, DeviceEventRecord
+from hotline.users import add_user
 from tests.conftest import MQTT_PORT, Running, auth
 from tests.helpers import BackendProcess, DeviceClient, eventually
 

@@ -17,12 +17,13 @@ from sqlalchemy.sql import Select
 
 from devices.commands import CommandService, command_view
 from devices.contract import COMMAND_TYPES, DEVICE_ID_RE
+from devices.credentials import hash_device_secret, new_device_secret
 from devices.errors import ContractError, UnknownDeviceError, UnknownIncidentError
 from dispatch.escalation import pending_summary
 from hotline.api import validation as v
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES
-from hotline.auth import Principal, hash_device_secret, new_device_secret, require
+from hotline.auth import Principal, require
 from hotline.errors import ConflictError, NotFoundError, ValidationError
 from hotline.jsonlimits import JsonLimitError, loads_bounded
 from hotline.privacy import mask_name

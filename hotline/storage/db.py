@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-import hotline.phones  # noqa: F401  (installs the listener that keeps the phone index current)
+from hotline import phones
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -38,8 +38,13 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(
+    engine: AsyncEngine, *, phone_area_code: str = phones.DEFAULT_AREA_CODE
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for the app, the CLI and the tests. The phone index follows every write they
+    make; ``phone_area_code`` (HOTLINE_PHONE_AREA_CODE) completes local landlines in it."""
+    phones.install_phone_index()
+    return async_sessionmaker(engine, expire_on_commit=False, info={phones.AREA_CODE_INFO: phone_area_code})
 
 
 @asynccontextmanager

@@ -35,7 +35,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from hotline.backoff import backoff_delay
-from hotline.config import AmiTarget
+from hotline.core.targets import AmiTarget
 from hotline.tasks import cancel_and_wait, raise_if_cancelling
 from hotline.tasks import wait_event as _wait
 from hotline.telephony.errors import (

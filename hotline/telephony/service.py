@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,11 +25,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from hotline.auth import CONSOLE_ROLES
 from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
-from hotline.config import Settings
-from hotline.core.vocab import CallState
+from hotline.core.targets import AmiTarget
+from hotline.core.vocab import CONSOLE_ROLES, CallState
 from hotline.metrics import latency_histogram
 from hotline.phones import normalise
 from hotline.privacy import mask_phone
@@ -57,18 +57,30 @@ def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TelephonyConfig:
+    """What telephony needs to know, given by the app (the names follow the HOTLINE_ variables)."""
+
+    ami: AmiTarget
+    ami_queue: str = "12349"
+    ami_dial: str = "PJSIP/{number}@pstn"  # {number}: the number to call
+    ami_operator_channel: str = "PJSIP/{extension}"  # {extension}: an operator's
+    ami_alarm_callback: bool = True
+    callback_number: str = "12349"
+    phone_area_code: str = "0574"
+
+
 class TelephonyService:
     """Owns the AMI link, the tracker, the pop tasks and the call writer."""
 
     def __init__(
         self,
-        settings: Settings,
+        settings: TelephonyConfig,
         sm: async_sessionmaker[AsyncSession],
         bus: EventBus,
         *,
         link: AmiLink | None = None,
     ) -> None:
-        assert settings.ami is not None
         self.settings = settings
         self.sm = sm
         self.bus = bus
@@ -223,7 +235,9 @@ class TelephonyService:
         async with self.sm() as session:
             user = await session.scalar(
                 select(User)
-                .where(User.extension.in_(names), User.role.in_(CONSOLE_ROLES), User.disabled.is_(False))
+                .where(
+                    User.extension.in_(names), User.role.in_([str(r) for r in CONSOLE_ROLES]), User.disabled.is_(False)
+                )
                 .order_by(User.created_at)
                 .limit(1)
             )
