@@ -609,6 +609,15 @@ class AsteriskSim:
             self.spawn(self._place(action, session))
 
     async def _place(self, action: dict[str, str], sync_session: _Session | None) -> None:
+        """An Originate, as a real Asterisk 20 answers it (``../shared/ami-live/``):
+
+        - answered: ``OriginateResponse`` Success, Reason 4, Uniqueid = our ChannelId;
+        - busy: ``HangupRequest`` Cause 17 and ``DialEnd BUSY`` first, then ``OriginateResponse``
+          Failure with **Reason 0** (the busy is only in the cause), then ``Hangup`` Cause 17;
+        - click-to-call (context ``hotline-outbound``): the operator's leg answers (Reason 4), then
+          it dials the number: ``DialBegin``/``DialEnd`` with our channel as Uniqueid, ``BUSY`` or
+          ``ANSWER`` as that number's outcome says.
+        """
         dial = action.get("Channel", "")
         number = dial.split("/", 1)[-1].split("@", 1)[0]
         outcome = self.originate_outcomes.get(number, "answer")
@@ -623,9 +632,14 @@ class AsteriskSim:
         await self.sleep(1.0)
         reason = ORIGINATE_REASONS[outcome]
         ok = outcome == "answer"
+        cause = {4: 16, 5: 17, 3: 19, 8: 34}[reason]
         if ok:
             chan.state = "Up"
             await self.emit("Newstate", self.chan_headers(chan))
+        elif outcome == "busy":
+            await self.emit("HangupRequest", [*self.chan_headers(chan), ("Cause", 17)])
+            await self.emit("DialEnd", [*self.chan_headers(chan, "Dest"), ("DialStatus", "BUSY")])
+            reason = 0
         if sync_session is not None:
             await self._respond(
                 sync_session,
@@ -652,9 +666,55 @@ class AsteriskSim:
                     ("CallerIDName", "<unknown>"),
                 ],
             )
-        if ok:
+        if ok and chan.context == "hotline-outbound":
+            cause = await self._dial_far_end(chan, chan.exten)
+        elif ok:
             await self.sleep(self.originate_talk_s)
-        await self._hangup(chan, {4: 16, 5: 17, 3: 19, 8: 34}[reason])
+        await self._hangup(chan, cause)
+
+    async def _dial_far_end(self, operator_leg: Chan, number: str) -> int:
+        """Click-to-call's second leg; returns the cause the operator's channel hangs up with."""
+        far = self.new_chan(f"{self.tech}/{self.trunk}", linkedid=operator_leg.linkedid, caller_num=number)
+        outcome = self.originate_outcomes.get(number, "answer")
+        await self.emit("Newchannel", self.chan_headers(far))
+        await self.emit("DialBegin", [*self.chan_headers(operator_leg), *self.chan_headers(far, "Dest")])
+        await self.sleep(1.0)
+        status = {"answer": "ANSWER", "busy": "BUSY", "noanswer": "NOANSWER", "congestion": "CONGESTION"}[outcome]
+        if status == "BUSY":
+            await self.emit("HangupRequest", [*self.chan_headers(far), ("Cause", 17)])
+        await self.emit(
+            "DialEnd", [*self.chan_headers(operator_leg), *self.chan_headers(far, "Dest"), ("DialStatus", status)]
+        )
+        if status == "ANSWER":
+            await self.sleep(self.originate_talk_s)
+            await self._hangup(far, 16)
+            return 16
+        cause = {"BUSY": 17, "NOANSWER": 19, "CONGESTION": 34}[status]
+        await self._hangup(far, cause)
+        return cause
+
+    async def shutdown(self, *, restart: bool = True) -> None:
+        """``core restart now`` as a real Asterisk 20 reports it (``../shared/ami-live/README.md``):
+        SoftHangupRequest Cause 4 on every channel, the rings ended NOANSWER, the waiting callers
+        QueueCallerAbandon, then ``Event: Shutdown``; then the connections close."""
+        for task in list(self._tasks):  # the scripted calls stop where they are
+            task.cancel()
+        for chan in list(self.channels.values()):
+            await self.emit("SoftHangupRequest", [*self.chan_headers(chan), ("Cause", 4)])
+        for chan in list(self.channels.values()):
+            caller = self.channels.get(chan.linkedid)
+            if caller is not None and chan is not caller and chan.state != "Up":
+                await self.emit(
+                    "DialEnd",
+                    [*self.chan_headers(caller), *self.chan_headers(chan, "Dest"), ("DialStatus", "NOANSWER")],
+                )
+        for uid in list(self.waiting):
+            if (caller := self.channels.get(uid)) is not None:
+                await self.emit("QueueCallerAbandon", [*self.chan_headers(caller), ("Queue", self.queue)])
+        self.waiting.clear()
+        await self.emit("Shutdown", [("Shutdown", "Cleanly"), ("Restart", "True" if restart else "False")])
+        self.channels.clear()
+        self.drop_connections()
 
     # -- load --------------------------------------------------------------------------
 

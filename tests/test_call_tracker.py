@@ -65,7 +65,8 @@ async def test_transfer_and_ringall() -> None:
         await sim.stop()
     assert [c.member for c in changes if c.kind == "ringing"] == ["op1001", "op1002", "op1003"]
     stopped = {c.member: c.reason for c in changes if c.kind == "ring_stopped"}
-    assert stopped == {"op1002": "cancel", "op1003": "cancel"}  # Asterisk cancels the others on answer
+    # Asterisk cancels the others on answer: they were answered elsewhere, not cancelled (issue 12).
+    assert stopped == {"op1002": "answered_elsewhere", "op1003": "answered_elsewhere"}
     call = changes[-1].call
     assert changes[-1].kind == "ended"
     assert (call.outcome, call.member, call.transferred_to, call.end_reason) == (

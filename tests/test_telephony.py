@@ -310,3 +310,54 @@ async def _post_call(
     async with http.post(f"{backend.url}/api/v1/calls", json=body, headers=auth(token)) as r:
         assert r.status == 202, await r.text()
         return dict(await r.json())
+
+
+async def test_click_to_call_is_answered_or_busy_by_the_far_end_not_by_the_operator_leg(
+    backend: BackendProcess, http: aiohttp.ClientSession, sim: AsteriskSim
+) -> None:
+    """Issue 12, items 3 and 4, through a real backend: the operator's leg answering is not the call."""
+    w = await _world(backend, http, sim)
+    sim.originate_outcomes["13900000011"] = "busy"
+    busy = await _post_call(http, backend, w["op1"], {"number": "13900000011", "idempotency_key": "ctc-busy"})
+    answered = await _post_call(http, backend, w["op1"], {"number": "13900000012", "idempotency_key": "ctc-ok"})
+    assert [o["Channel"] for o in sim.originates] == ["PJSIP/op1001", "PJSIP/op1001"]
+
+    async def done(call_id: str) -> list[dict[str, Any]]:
+        rows = await _rows(http, backend, w["op1"], id=call_id)
+        return rows if rows and rows[0]["state"] == "ended" else []
+
+    (b,) = await eventually(lambda: done(busy["id"]), timeout=15)
+    (a,) = await eventually(lambda: done(answered["id"]), timeout=15)
+    assert (b["outcome"], b["talk_s"]) == ("busy", None)
+    assert a["outcome"] == "answered"
+    assert a["talk_s"] == pytest.approx(sim.originate_talk_s, abs=0.6)
+
+
+async def test_a_pbx_restart_is_not_an_abandon(
+    backend: BackendProcess, http: aiohttp.ClientSession, sim: AsteriskSim
+) -> None:
+    """Issue 12, item 2: SoftHangupRequest Cause 4 and Event: Shutdown, as a real Asterisk 20
+    reports `core restart now`, modelled in the simulator after ../shared/ami-live/README.md."""
+    w = await _world(backend, http, sim)
+    sim.spawn(sim.inbound_call("13600000021", "周敏", rings=[["op1001"]], ring_s=600))
+    sim.spawn(sim.inbound_call("13600000022", "郑强", rings=[["op1002"]], ring_s=1, talk_s=600))
+
+    async def live_states() -> list[str]:
+        rows = await _calls(http, backend, w["sup"], direction="inbound")
+        states = sorted(r["state"] for r in rows)
+        return states if states == ["answered", "ringing"] else []
+
+    await eventually(live_states, timeout=15)
+    await sim.shutdown(restart=True)
+
+    async def ended() -> list[dict[str, Any]]:
+        rows = await _calls(http, backend, w["sup"], direction="inbound")
+        return rows if len(rows) == 2 and all(r["state"] == "ended" for r in rows) else []
+
+    rows = {r["caller_num"]: r for r in await eventually(ended, timeout=15)}
+    assert (rows["13600000021"]["outcome"], rows["13600000021"]["end_reason"]) == ("pbx_shutdown", "pbx_shutdown")
+    assert (rows["13600000022"]["outcome"], rows["13600000022"]["end_reason"]) == ("answered", "pbx_shutdown")
+    period = {"since": _iso(time.time() - 86_400), "until": _iso(time.time() + 86_400)}  # the sim runs fast
+    async with http.get(f"{backend.url}/api/v1/stats/calls", params=period, headers=auth(w["sup"])) as r:
+        stats = await r.json()
+    assert (stats["abandoned"], stats["pbx_shutdown"], stats["offered"], stats["answered"]) == (0, 1, 1, 1)

@@ -77,10 +77,12 @@ async def call_stats(request: web.Request) -> web.Response:
     since, until = _period(request)
     c = CallRecord
     in_period = and_(c.direction == "inbound", c.started_at >= since, c.started_at < until)
-    finished = c.outcome.is_not(None)
+    # A call cut by a PBX restart was never offered a fair chance: out of the service level.
+    finished = and_(c.outcome.is_not(None), c.outcome != "pbx_shutdown")
     answered = c.outcome == "answered"
     totals = select(
         func.count(case((finished, 1))),
+        func.count(case((c.outcome == "pbx_shutdown", 1))),
         func.count(case((answered, 1))),
         func.count(case((c.outcome == "abandoned", 1))),
         func.count(case((c.outcome == "timeout", 1))),
@@ -96,7 +98,7 @@ async def call_stats(request: web.Request) -> web.Response:
         .order_by(func.count().desc())
     )
     async with request.app[SERVICES].sm() as session:
-        offered, n_answered, abandoned, timeouts, live, w20, w60, w180, avg_wait, max_wait = (
+        offered, cut, n_answered, abandoned, timeouts, live, w20, w60, w180, avg_wait, max_wait = (
             await session.execute(totals)
         ).one()
         operators = (await session.execute(per_operator)).all()
@@ -117,6 +119,7 @@ async def call_stats(request: web.Request) -> web.Response:
             "timeout": timeouts,
             "other": offered - n_answered - abandoned - timeouts,
             "in_progress": live,
+            "pbx_shutdown": cut,
             "answered_within": within,
             "abandon_rate": share(abandoned),
             "avg_wait_s": round(float(avg_wait), 3) if avg_wait is not None else None,

@@ -122,6 +122,10 @@ def _calls() -> tuple[dict[str, Any], ...]:
             "timeout": {"type": "integer"},
             "other": {"type": "integer"},
             "in_progress": {"type": "integer"},
+            "pbx_shutdown": {
+                "type": "integer",
+                "description": "calls cut by an Asterisk stop or restart: not offered, not abandoned",
+            },
             "answered_within": {"type": "object", "properties": dict.fromkeys(("20", "60", "180"), share)},
             "abandon_rate": share,
             "avg_wait_s": share,

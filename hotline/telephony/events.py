@@ -54,7 +54,26 @@ class Newchannel(AmiEvent):
 
 @dataclass(frozen=True, slots=True)
 class HangupRequest(AmiEvent):
-    pass
+    """HangupRequest or SoftHangupRequest; ``cause`` is the Q.850 cause when Asterisk gives one."""
+
+    cause: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SoftHangupRequest(AmiEvent):
+    """``cause`` here is Asterisk's soft-hangup flag, not a Q.850 cause: 4 is a shutdown."""
+
+    cause: int | None = None
+
+
+SOFTHANGUP_SHUTDOWN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown(AmiEvent):
+    """Asterisk is stopping (``core stop``) or restarting (``core restart``)."""
+
+    restart: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +204,9 @@ def _agent(h: Mapping[str, str]) -> dict[str, object]:
 _Builder = Callable[[Mapping[str, str]], dict[str, object]]
 _BUILDERS: dict[str, tuple[type[AmiEvent], _Builder]] = {
     "Newchannel": (Newchannel, lambda h: {"exten": h.get("Exten", ""), "context": h.get("Context", "")}),
-    "HangupRequest": (HangupRequest, lambda h: {}),
-    "SoftHangupRequest": (HangupRequest, lambda h: {}),
+    "HangupRequest": (HangupRequest, lambda h: {"cause": _i(h, "Cause")}),
+    "SoftHangupRequest": (SoftHangupRequest, lambda h: {"cause": _i(h, "Cause")}),
+    "Shutdown": (Shutdown, lambda h: {"restart": h.get("Restart", "").lower() == "true"}),
     "Hangup": (Hangup, lambda h: {"cause": _i(h, "Cause")}),
     "QueueCallerJoin": (QueueCallerJoin, lambda h: {"queue": h.get("Queue", ""), "position": _i(h, "Position")}),
     "QueueCallerLeave": (QueueCallerLeave, lambda h: {"queue": h.get("Queue", "")}),

@@ -404,7 +404,9 @@ class TelephonyService:
                 if existing is None:
                     raise
                 return call_record_view(existing)
-        self.tracker.expect_outbound(chan_id, record.id, number, time.time(), queue=s.ami_queue)
+        self.tracker.expect_outbound(
+            chan_id, record.id, number, time.time(), queue=s.ami_queue, via_operator=bool(operator_extension)
+        )
         self._meta[chan_id] = {"elder_id": elder_id}
         if operator_extension:
             target = {

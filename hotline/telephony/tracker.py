@@ -23,6 +23,7 @@ from hotline.telephony import events as ev
 from hotline.telephony.lifecycle import CALL
 
 ORIGINATE_OUTCOMES = {4: "answered", 5: "busy", 3: "no_answer", 8: "congestion"}
+DIAL_OUTCOMES = {"BUSY": "busy", "NOANSWER": "no_answer", "CONGESTION": "congestion", "CHANUNAVAIL": "failed"}
 HANGUP_OUTCOMES = {17: "busy", 19: "no_answer", 18: "no_answer", 21: "failed", 34: "congestion", 1: "failed"}
 
 
@@ -62,6 +63,10 @@ class Call:
     inferred: bool = False  # some timings estimated after a reconnect
     ringing: dict[str, float] = field(default_factory=dict)  # member ext -> ring start
     leg_member: dict[str, str] = field(default_factory=dict)  # agent leg uniqueid -> member ext
+    answering: str | None = None  # the member whose DialEnd ANSWER came; the others were answered elsewhere
+    via_operator: bool = False  # click-to-call: the Originate rings the operator, who then dials out
+    hangup_cause: int | None = None  # of the call's own channel, when Asterisk said one
+    pbx_shutdown: bool = False  # cut by Asterisk stopping or restarting: not the caller's doing
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
@@ -129,6 +134,11 @@ class CallTracker:
         return call
 
     def _finish(self, call: Call, ts: float, outcome: str, reason: str | None = None) -> Change:
+        if call.pbx_shutdown:
+            # A restart is no abandon: kept out of the abandoned count and reported apart.
+            reason = call.end_reason = "pbx_shutdown"
+            if outcome != "answered":
+                outcome = "pbx_shutdown"
         CALL.fire(call, "end")
         call.outcome, call.ended_ts = outcome, ts
         if call.end_reason is None:
@@ -162,8 +172,12 @@ class CallTracker:
 
     # -- outbound --------------------------------------------------------------------
 
-    def expect_outbound(self, channel_id: str, action_id: str, number: str, ts: float, queue: str = "") -> Call:
-        call = Call(channel_id, "outbound", queue, number, "", ts, C.DIALING)
+    def expect_outbound(
+        self, channel_id: str, action_id: str, number: str, ts: float, queue: str = "", *, via_operator: bool = False
+    ) -> Call:
+        """Track an Originate we send. ``via_operator`` (click-to-call): its answer is the operator
+        picking up; the call is answered, or busy, when the operator's leg dials the number."""
+        call = Call(channel_id, "outbound", queue, number, "", ts, C.DIALING, via_operator=via_operator)
         self.calls[channel_id] = call
         self._by_action[action_id] = channel_id
         return call
@@ -212,9 +226,18 @@ class CallTracker:
             return out
         if isinstance(e, ev.DialEnd):
             call = self._live(e.linkedid)
-            if call is not None and e.dial_status != "ANSWER":
-                member = call.leg_member.get(e.dest_uniqueid)
-                ch = self._stop_ring(call, member, e.ts, e.dial_status.lower() or "ended") if member else None
+            if call is None:
+                return out
+            member = call.leg_member.get(e.dest_uniqueid)
+            if call.via_operator and member is None and e.uniqueid == call.linkedid != e.dest_uniqueid:
+                return out + self._far_leg(call, e)
+            if e.dial_status == "ANSWER":
+                call.answering = member or call.answering
+            elif member:
+                # Ringall: the losers' DialEnd CANCEL comes (twice) before AgentConnect.
+                lost = e.dial_status == "CANCEL" and call.answering not in (None, member)
+                result = "answered_elsewhere" if lost else e.dial_status.lower() or "ended"
+                ch = self._stop_ring(call, member, e.ts, result)
                 out += [ch] if ch else []
             return out
         if isinstance(e, ev.AgentConnect):
@@ -260,9 +283,23 @@ class CallTracker:
                 outcome = "abandoned" if call.hangup_requested else "timeout"
                 out.append(self._finish(call, e.ts, outcome, "caller" if call.hangup_requested else "queue_timeout"))
             return out
+        if isinstance(e, ev.SoftHangupRequest):
+            call = self._live(e.linkedid)
+            if call is not None and e.cause == ev.SOFTHANGUP_SHUTDOWN:
+                call.pbx_shutdown = True
+            elif call is not None and e.uniqueid == e.linkedid:
+                call.hangup_requested = True
+            return out
+        if isinstance(e, ev.Shutdown):
+            # Nothing more will come for the calls still live: end them now, as cut by the PBX.
+            for call in list(self.calls.values()):
+                call.pbx_shutdown = True
+                out.append(self._finish(call, e.ts, "answered" if call.state == C.ANSWERED else "pbx_shutdown"))
+            return out
         if isinstance(e, ev.HangupRequest):
             call = self._live(e.linkedid)
             if call is not None and e.uniqueid == e.linkedid:
+                call.hangup_cause = e.cause if e.cause is not None else call.hangup_cause
                 call.hangup_requested = True
                 if call.state == "answered" and call.end_reason is None:
                     call.end_reason = "caller"
@@ -274,16 +311,30 @@ class CallTracker:
             call = self._live(linkedid)
             if call is None or call.direction != "outbound":
                 return out
-            if e.reason == 4:
+            if e.reason == 4 and call.via_operator:
+                call.ring_s = max(0.0, e.ts - call.started_ts)  # the operator picked up; now the number rings
+            elif e.reason == 4:
                 CALL.fire(call, "answer")
                 call.answered_ts = e.ts
                 call.ring_s = max(0.0, e.ts - call.started_ts)
                 out.append(Change("answered", call))
             else:
-                out.append(self._finish(call, e.ts, ORIGINATE_OUTCOMES.get(e.reason or 0, "failed"), "originate"))
+                # A busy number gives Reason 0 on a real Asterisk: the busy is only in the Hangup cause.
+                outcome = ORIGINATE_OUTCOMES.get(e.reason or 0) or HANGUP_OUTCOMES.get(call.hangup_cause or 0, "failed")
+                out.append(self._finish(call, e.ts, outcome, "originate"))
             return out
         self.ignored += 1
         return out
+
+    def _far_leg(self, call: Call, e: ev.DialEnd) -> list[Change]:
+        """Click-to-call: the operator's leg dialled the number, and this is how that went."""
+        if e.dial_status == "ANSWER":
+            CALL.fire(call, "answer")
+            call.answered_ts = e.ts
+            return [Change("answered", call)]
+        if e.dial_status in DIAL_OUTCOMES:
+            return [self._finish(call, e.ts, DIAL_OUTCOMES[e.dial_status], "far_end")]
+        return []
 
     def _hangup(self, e: ev.Hangup) -> list[Change]:
         self._origins.pop(e.uniqueid, None)
