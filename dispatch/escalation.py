@@ -80,7 +80,8 @@ class EmergencyAction:
     """What the ``emergency`` step does in this deployment."""
 
     number: str | None  # called through telephony when set (telephony must be configured)
-    webhook_url: str | None  # posted to otherwise
+    webhook_url: str | None  # posted to otherwise, and the fallback when the call cannot be placed
+    call_deadline_s: float = 120.0  # the call is retried (AMI down, busy) until then, then it falls back
 
 
 @dataclass
@@ -297,8 +298,35 @@ class Escalator:
             return {"url": step["url"], "queued": await self._webhook(run, step["url"], key, step.get("message"))}
         if do == "emergency":
             if self.emergency.number and self.voice_enabled:
-                await self._voice(run, self.emergency.number, key, "emergency")
-                return {"action": "call", "number": self.emergency.number}
+                # An emergency step must reach someone: the call is retried until its deadline,
+                # then the webhook (when configured) and the supervisors take over; and the
+                # supervisors are told at once in any case.
+                number, deadline = self.emergency.number, run.now + timedelta(seconds=self.emergency.call_deadline_s)
+                fallback = []
+                if self.emergency.webhook_url:
+                    fallback.append(
+                        {
+                            "channel": "webhook",
+                            "target": self.emergency.webhook_url,
+                            "event_type": "incident.escalation",
+                            "payload": self._webhook_payload(run, "emergency"),
+                        }
+                    )
+                fallback.append(
+                    {
+                        "channel": "console",
+                        "target": "role:supervisor",
+                        "event_type": "escalation.alert",
+                        "payload": self._console_payload(
+                            run,
+                            f"紧急呼叫 {number} 在 {self.emergency.call_deadline_s:.0f} 秒内未能接通"
+                            + ("，已转紧急 webhook" if self.emergency.webhook_url else "，请立即人工处置"),
+                        ),
+                    }
+                )
+                await self._voice(run, number, key, "emergency", deadline=deadline, fallback=fallback)
+                await self._console(run, "role:supervisor", f"{key}:alert", f"紧急处置：正在拨打 {number}")
+                return {"action": "call", "number": number, "deadline": iso(deadline)}
             if self.emergency.webhook_url:
                 await self._webhook(run, self.emergency.webhook_url, key, "emergency")
                 return {"action": "webhook", "url": self.emergency.webhook_url}
@@ -344,9 +372,10 @@ class Escalator:
         run.fx.notifications += int(queued)
         return queued
 
-    async def _console(self, run: Run, to: str, key: str, message: str | None) -> None:
+    @staticmethod
+    def _console_payload(run: Run, message: str | None) -> dict[str, Any]:
         i = run.incident
-        payload = {
+        return {
             "type": "escalation.alert",
             "incident_id": i.id,
             "elder_id": i.elder_id,
@@ -356,17 +385,44 @@ class Escalator:
             "message": message or f"警情 {i.type} 需要处理（状态 {i.status}）",
             "at": iso(run.now),
         }
+
+    async def _console(self, run: Run, to: str, key: str, message: str | None) -> None:
+        payload = self._console_payload(run, message)
         await self._queue(run, key=key, channel="console", target=to, event_type="escalation.alert", payload=payload)
 
-    async def _voice(self, run: Run, number: str, key: str, purpose: str) -> bool:
-        payload = {"purpose": purpose, "incident_id": run.incident.id, "elder_id": run.incident.elder_id}
+    async def _voice(
+        self,
+        run: Run,
+        number: str,
+        key: str,
+        purpose: str,
+        *,
+        deadline: datetime | None = None,
+        fallback: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        payload: dict[str, Any] = {
+            "purpose": purpose,
+            "incident_id": run.incident.id,
+            "elder_id": run.incident.elder_id,
+        }
+        if deadline is not None:
+            payload["deadline"] = iso(deadline)
+        if fallback:
+            payload["fallback"] = fallback
         return await self._queue(
             run, key=key, channel="voice", target=number, event_type=f"incident.{purpose}", payload=payload
         )
 
     async def _webhook(self, run: Run, url: str, key: str, message: str | None) -> bool:
+        payload = self._webhook_payload(run, message)
+        return await self._queue(
+            run, key=key, channel="webhook", target=url, event_type="incident.escalation", payload=payload
+        )
+
+    @staticmethod
+    def _webhook_payload(run: Run, message: str | None) -> dict[str, Any]:
         i, elder = run.incident, run.elder
-        payload = {
+        return {
             "type": "incident.escalation",
             "timestamp": iso(run.now),
             "data": {
@@ -379,9 +435,6 @@ class Escalator:
                 "location": i.location or {"lat": elder.lat, "lon": elder.lon},
             },
         }
-        return await self._queue(
-            run, key=key, channel="webhook", target=url, event_type="incident.escalation", payload=payload
-        )
 
     # -- offers ----------------------------------------------------------------------
 

@@ -375,7 +375,7 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     router = Router(geo, svc.sm, policy=RoutingPolicy(reach_min=s.reach_minutes, min_rating=s.min_provider_rating))
     escalator = Escalator(
         router,
-        emergency=EmergencyAction(s.emergency_number, s.emergency_webhook_url),
+        emergency=EmergencyAction(s.emergency_number, s.emergency_webhook_url, s.emergency_call_deadline_s),
         links=FamilyLinks(link_secret(s), s.base_url),
         voice_enabled=s.ami is not None,
     )

@@ -77,6 +77,7 @@ class Settings:
     timer_sweep_s: float = 1.0
     reach_minutes: int = 15
     min_provider_rating: float = 2.0
+    emergency_call_deadline_s: float = 120.0
     device_event_rate: float = 10.0
     device_event_burst: int = 100
 
@@ -122,6 +123,7 @@ _KEYS = (
     "min_provider_rating",
     "device_event_rate",
     "device_event_burst",
+    "emergency_call_deadline",
 )
 
 
@@ -235,6 +237,10 @@ def _dispatch(raw: dict[str, str], kwargs: dict[str, object]) -> None:
         kwargs["timer_sweep_s"] = _float("timer_sweep", raw["timer_sweep"], 0.05, 60, "seconds")
     if "reach_minutes" in raw:
         kwargs["reach_minutes"] = _int("reach_minutes", raw["reach_minutes"], 1, 240)
+    if "emergency_call_deadline" in raw:
+        kwargs["emergency_call_deadline_s"] = _float(
+            "emergency_call_deadline", raw["emergency_call_deadline"], 1, 3600, "seconds"
+        )
     if "device_event_rate" in raw:
         kwargs["device_event_rate"] = _float(
             "device_event_rate", raw["device_event_rate"], 0.01, 10_000, "events a second"

@@ -8,6 +8,7 @@ that failed before :mod:`hotline.telephony.link` existed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator
@@ -358,3 +359,35 @@ async def test_close_is_bounded_and_idempotent_in_every_state() -> None:
             w.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_reset_before_the_banner_is_noticed_at_once_not_at_the_login_timeout() -> None:
+    """Issue 12, item 8."""
+    port = free_port()
+
+    async def reset(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.transport.abort()  # RST before any banner
+
+    server = await asyncio.start_server(reset, "127.0.0.1", port)
+    lk = AmiLink(AmiTarget("127.0.0.1", port, "u", "s"), login_timeout_s=5)
+    started = time.monotonic()
+    lk.start()
+    try:
+        await eventually(lambda: _true("closed before" in (lk.last_error or "")), timeout=2)
+        assert time.monotonic() - started < 2
+    finally:
+        await lk.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_lost_connection_is_logged_as_a_warning(
+    sim: AsteriskSim, link: AmiLink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12, item 9: not only "AMI reconnect in ..." at INFO."""
+    caplog.set_level(logging.INFO, logger="hotline.telephony.link")
+    sim.drop_connections()
+    await eventually(lambda: _true(not link.connected), timeout=5)
+    await link.wait_ready(10)
+    lost = [r for r in caplog.records if "lost" in r.getMessage()]
+    assert lost and all(r.levelno == logging.WARNING for r in lost)

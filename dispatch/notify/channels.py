@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -71,7 +72,14 @@ class CallPlacer(Protocol):
         idempotency_key: str | None = None,
         elder_id: str | None = None,
         incident_id: str | None = None,
+        wait_s: float = 10.0,
     ) -> dict[str, Any]: ...
+
+    async def call_by_key(self, idempotency_key: str) -> dict[str, Any] | None: ...
+
+
+#: A call in one of these states got through to the PBX (and maybe further).
+PLACED_STATES = frozenset({"dialing", "queued", "ringing", "answered"})
 
 
 class VoiceSender:
@@ -82,16 +90,45 @@ class VoiceSender:
         self._telephony = telephony
 
     async def __call__(self, n: Notification) -> None:
+        # One call per delivery attempt, keyed by it: a delivery re-run after a crash dials
+        # once, and a later attempt may dial again when the earlier one did not get through.
+        if n.attempts:
+            previous = await self._telephony.call_by_key(_attempt_key(n, n.attempts - 1))
+            if previous is not None and _got_through(previous):
+                return  # the PBX took it after all (late events, or the resync found it)
+        deadline = _deadline(n)
+        now = datetime.now(UTC)
+        if deadline is not None and now >= deadline:
+            raise DeliveryError("the call was not placed before its deadline", permanent=True)
+        wait_s = 10.0 if deadline is None else max(1.0, min(10.0, (deadline - now).total_seconds()))
         record = await self._telephony.call_out(
             number=n.target,
             purpose=str(n.payload.get("purpose", "notification")),
             requested_by="outbox",
-            idempotency_key=f"outbox:{n.id}",  # a retried delivery dials once
+            idempotency_key=_attempt_key(n, n.attempts),
             elder_id=n.elder_id,
             incident_id=n.incident_id,
+            wait_s=wait_s,
         )
-        if record.get("state") == "ended" and record.get("outcome") == "failed":
-            raise DeliveryError(f"call could not be placed: {record.get('detail') or 'failed'}")
+        if record.get("state") == "originating":
+            raise DeliveryError("the PBX did not confirm the call; the next attempt checks it")
+        if record.get("state") == "ended" and record.get("outcome") != "answered":
+            raise DeliveryError(f"call {record.get('outcome') or 'failed'}: {record.get('detail') or 'not placed'}")
+
+
+def _attempt_key(n: Notification, attempt: int) -> str:
+    return f"outbox:{n.id}" if attempt == 0 else f"outbox:{n.id}:{attempt}"
+
+
+def _got_through(record: dict[str, Any]) -> bool:
+    return record.get("state") in PLACED_STATES or (
+        record.get("state") == "ended" and record.get("outcome") == "answered"
+    )
+
+
+def _deadline(n: Notification) -> datetime | None:
+    raw = n.payload.get("deadline")
+    return datetime.fromisoformat(str(raw).replace("Z", "+00:00")) if raw else None
 
 
 class ConsoleSender:

@@ -285,9 +285,27 @@ class OutboxWorker:
                 "notification retry scheduled notification_id=%s attempts=%d error=%s", n.id, attempts, error.reason
             )
         async with self._sm() as session, session.begin():
-            await session.execute(
+            result = await session.execute(
                 update(Notification).where(Notification.id == n.id, Notification.status == "sending").values(**values)
             )
+            gave_up = values.get("status") == "failed" and bool(result.rowcount)  # type: ignore[attr-defined]
+            if gave_up and (fallback := n.payload.get("fallback")):
+                # In the transaction that gives up, so a fallback is neither lost nor sent twice.
+                for index, spec in enumerate(fallback):
+                    await enqueue(
+                        session,
+                        key=f"{n.idempotency_key}:fallback:{index}",
+                        channel=spec["channel"],
+                        target=spec["target"],
+                        event_type=spec["event_type"],
+                        payload=spec["payload"],
+                        now=now,
+                        elder_id=n.elder_id,
+                        incident_id=n.incident_id,
+                    )
+        if gave_up and n.payload.get("fallback"):
+            log.warning("notification given up; its fallbacks are queued notification_id=%s", n.id)
+            self.wake()
 
 
 def _mask_target(n: Notification) -> str:

@@ -292,8 +292,19 @@ class AmiLink:
         done.set_result((transport, protocol))
         self._manager.connection_made(done)  # panoramisk wires the protocol and sends Login
         login = self._manager.authenticated_future
-        async with asyncio.timeout(self.login_timeout_s):
-            answer = await asyncio.shield(login)
+        # Wait for the login answer or the connection's end, whichever comes first: a PBX that
+        # resets the connection before its banner is noticed at once, not at the login timeout.
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            async with asyncio.timeout(self.login_timeout_s):
+                await asyncio.wait({login, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not login.done():
+            if self._lost.is_set():
+                raise _Dropped("connection closed before the login answer")
+            raise TimeoutError(f"no login answer within {self.login_timeout_s:.0f} s")
+        answer = login.result()
         if answer.get("Response") != "Success":
             raise AmiAuthError(f"login refused: {answer.get('Message', 'no reason given')}")
         self.connects += 1

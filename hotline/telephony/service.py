@@ -369,8 +369,12 @@ class TelephonyService:
         incident_id: str | None = None,
         device_id: str | None = None,
         operator_extension: str | None = None,
+        wait_s: float = 10.0,
     ) -> dict[str, Any]:
         """Place a call with ``Originate`` (Async, with our ChannelId) and record it.
+
+        ``wait_s``: how long to wait for the AMI link when it is down; then the call ends
+        ``failed``, not placed, and a caller with a deadline may try again.
 
         A repeated ``idempotency_key`` returns the first call's record and dials nothing.
         Click-to-call (``operator_extension``) rings the operator first, then the number;
@@ -429,7 +433,7 @@ class TelephonyService:
         }
         detail: str | None = None
         try:
-            await self.link.action(headers, idempotent=False, deadline_s=10.0)
+            await self.link.action(headers, idempotent=False, deadline_s=wait_s)
             state = "dialing"
         except AmiOutcomeUnknownError as exc:
             # Never resent: the resync after the reconnect finds the channel, or finishes the call as unknown.
@@ -450,6 +454,12 @@ class TelephonyService:
                     row.outcome, row.ended_at = "failed", datetime.now(UTC)
             row.detail = detail
             return call_record_view(row)
+
+    async def call_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
+        """The call placed under ``idempotency_key``, as the API shows it, or None."""
+        async with self.sm() as session:
+            row = await session.scalar(select(CallRecord).where(CallRecord.idempotency_key == idempotency_key))
+            return call_record_view(row) if row is not None else None
 
     async def alarm_callback(self, message: dict[str, Any]) -> None:
         """Call an alarm device's SIM back once per incident (the key makes every instance agree)."""
