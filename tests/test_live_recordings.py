@@ -98,3 +98,19 @@ def test_a_click_to_call_whose_far_end_is_busy_is_busy_not_answered(seed: int) -
     assert end.call.outcome == "busy"
     assert end.call.talk_s is None
     assert not [c for c in changes if c.kind == "answered"]  # the operator's leg answering is not the call
+
+
+@pytest.mark.parametrize("name", ["elder_callback", "sos_alarm_callback"])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_call_back_through_the_queue_keeps_its_operator(name: str, seed: int) -> None:
+    """Issue 12, item 5: the answered call-back joins queue 12349; the operator who answers it
+    gets the pop (a ringing change with the member) and is on the record."""
+    channel_id, action_id, _ = originate(name)
+    tracker = CallTracker(queues=frozenset({"12349"}))
+    tracker.expect_outbound(channel_id, action_id, "13800138000", 0.0, queue="12349")
+    _, changes = replay(name, seed, tracker)
+    assert {c.member for c in changes if c.kind == "ringing"} >= {"op1001"}
+    answered = [c for c in changes if c.kind == "answered" and c.member]
+    assert answered and answered[-1].member == "op1001"
+    [end] = ended(changes)
+    assert (end.call.outcome, end.call.member) == ("answered", "op1001")

@@ -6,6 +6,8 @@
   until events or the resync say more.
 - An inbound call enters ``queued`` at QueueCallerJoin, rings one or several members, may go
   back to ``queued`` when every ring stops, and is ``answered`` by one of them.
+- A call-back through the queue is answered by the elder (or device), then enters the queue
+  (``queue``: back to ``queued``) and is answered again by an operator.
 - Every call ends, from any live state.
 
 The tracker (:mod:`hotline.telephony.tracker`) fires these events on its ``Call`` values and
@@ -29,6 +31,8 @@ CALL = Lifecycle(
             ((C.QUEUED, C.RINGING), "ring", C.RINGING),
             (C.RINGING, "ring_stop", C.QUEUED),
             ((C.ORIGINATING, C.DIALING, C.QUEUED, C.RINGING), "answer", C.ANSWERED),
+            # an answered call-back joins the queue and waits for an operator
+            ((C.DIALING, C.ANSWERED), "queue", C.QUEUED),
             (_LIVE, "end", C.ENDED),
         ]
     ),

@@ -161,7 +161,7 @@ class TelephonyService:
     def _apply(self, ch: Change) -> None:
         call = ch.call
         lid = call.linkedid
-        if ch.kind == "joined" and call.direction == "inbound":
+        if ch.kind == "joined":  # inbound, or a call-back entering the queue: look the number up
             self._meta.setdefault(lid, {})
             self._profiles[lid] = self._spawn(self._lookup(call), f"telephony.lookup[{lid}]")
         snapshot = call.snapshot()

@@ -200,7 +200,14 @@ class CallTracker:
         if isinstance(e, ev.QueueCallerJoin):
             known = e.linkedid in self.calls
             call = self._queue_call(e, e.queue)
-            if call is not None and not known:
+            if call is not None and known and call.direction == "outbound" and CALL.can(call.state, "queue"):
+                # A call-back (to an elder, or an alarm device's SIM) answered and put into the
+                # 12349 queue: it now waits for an operator, who gets the pop like any caller's.
+                # (On a real Asterisk the join can come before or after the OriginateResponse.)
+                CALL.fire(call, "queue")
+                call.queued_ts = e.ts
+                out.append(Change("joined", call))
+            elif call is not None and not known:
                 out.append(Change("joined", call))
             return out
         if isinstance(e, ev.AgentCalled):
@@ -311,7 +318,9 @@ class CallTracker:
             call = self._live(linkedid)
             if call is None or call.direction != "outbound":
                 return out
-            if e.reason == 4 and call.via_operator:
+            if e.reason == 4 and call.queued_ts is not None:
+                pass  # a call-back already waiting in the queue: an operator's answer will count
+            elif e.reason == 4 and call.via_operator:
                 call.ring_s = max(0.0, e.ts - call.started_ts)  # the operator picked up; now the number rings
             elif e.reason == 4:
                 CALL.fire(call, "answer")
