@@ -95,11 +95,17 @@ async def test_sigkill_mid_escalation_the_rest_fires_on_time_and_once(
             return [len(await ladder_steps(sm, i)) for i in (a, b)] == [1, 1]
 
         await eventually(first_rungs, timeout=10)
+        key = f"{env['HOTLINE_REDIS_PREFIX']}:timers"
+
+        async def both_scheduled() -> list[str]:
+            # The wake-ups are written after the commit, so they can trail the rows a moment.
+            members = [m.decode() for m in await redis.zrange(key, 0, -1)]
+            ok = all(any(m.endswith(f"|{i}") for m in members) for i in (a, b))
+            return members if ok else []
+
+        members = await eventually(both_scheduled, timeout=5)
         backend.kill()  # rung 2 is due about 9 s after rung 1
         # Redis keeps incident a's wake-up; incident b's is lost, so only the database sweep can find it.
-        key = f"{env['HOTLINE_REDIS_PREFIX']}:timers"
-        members = [m.decode() for m in await redis.zrange(key, 0, -1)]
-        assert any(m.endswith(f"|{a}") for m in members)
         await redis.zrem(key, *[m for m in members if m.endswith(f"|{b}")])
         await backend.start()
         await eventually(lambda: all_done(sm, [a, b]), timeout=30)
