@@ -199,7 +199,7 @@ class DeviceGateway:
             log.error("error after a message was stored topic=%s", item.topic, exc_info=exc)
             return
         if item.attempt < self.policy.max_attempts:
-            delay = self.policy.retry_base_s * 2 ** (item.attempt - 1) * (0.75 + 0.5 * _jitter())
+            delay = self.policy.retry_base_s * 2 ** (item.attempt - 1) * (0.75 + 0.5 * random.random())
             log.warning(
                 "handling failed (%s: %s) topic=%s attempt=%d/%d; retry in %.2fs",
                 type(exc).__name__,
@@ -729,10 +729,6 @@ def _location(event: contract.DeviceEvent, elder: Elder) -> dict[str, Any]:
         return {"lat": loc.lat, "lon": loc.lon, "accuracy_m": loc.accuracy_m, "source": loc.source or "device"}
     # A one-touch phone has no GPS: it is where the elder lives.
     return {"lat": elder.lat, "lon": elder.lon, "accuracy_m": None, "source": "home"}
-
-
-def _jitter() -> float:
-    return random.random()
 
 
 def _ids_of(prefix: str, item: Inbound) -> tuple[str | None, str | None]:

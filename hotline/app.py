@@ -406,12 +406,11 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
     svc = app[SERVICES]
-    if svc.settings.ami is None:
+    s = svc.settings
+    if s.ami is None:
         yield
         return
     assert svc.bus is not None
-    s = svc.settings
-    assert s.ami is not None
     config = TelephonyConfig(
         ami=s.ami,
         ami_queue=s.ami_queue,

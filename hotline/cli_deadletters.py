@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import deadletters
 from devices.errors import DeviceError
+from hotline.api.validation import when
 from hotline.config import Settings
 from hotline.errors import HotlineError
 from hotline.storage.db import make_engine, make_sessionmaker
@@ -19,6 +20,7 @@ from hotline.storage.models import DeadLetter
 from hotline.views import dead_letter_view
 
 REPLAY_POLL_S = 0.25
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,7 +54,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     sm = make_sessionmaker(engine)
     try:
         if args.deadletters_command == "list":
-            since = _time(args.since) if args.since else None
+            since = when({"since": args.since}, "since", EPOCH) if args.since else None
             f = deadletters.LetterFilter(
                 device_id=args.device, reason=args.reason, disposition=args.disposition, since=since
             )
@@ -93,11 +95,3 @@ async def _replay(sm: async_sessionmaker[AsyncSession], letter_id: int, wait_s: 
             return 0
     print(f"dead letter {letter_id}: replay requested; no running backend took it within {wait_s:.0f} s")
     return 3
-
-
-def _time(raw: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise HotlineError(f"--since must be an ISO 8601 time, got {raw!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

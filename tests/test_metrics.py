@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -67,4 +66,3 @@ async def test_an_alarm_is_counted_and_timed_from_arrival_to_ack_and_to_first_of
     assert after["hotline_alarm_first_offer_seconds_count"][""] == 1
     assert after["hotline_alarm_first_offer_seconds_bucket"]["le=1.0"] == 1
     device.close()
-    await asyncio.sleep(0)
