@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from devices import contract
 from devices.errors import BrokerUnavailableError, ContractError, UnknownDeviceError, UnknownIncidentError
 from devices.mqtt_link import MqttLink
+from hotline.core import wire
 from hotline.storage.models import AuditEntry, Device, DeviceCommand, Incident
-from hotline.views import iso
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +29,7 @@ TERMINAL = ("done", "failed", "unsupported", "expired")
 
 
 def command_view(c: DeviceCommand) -> dict[str, Any]:
-    return {
-        "command_id": c.id,
-        "device_id": c.device_id,
-        "type": c.type,
-        "params": c.params,
-        "status": c.status,
-        "detail": c.detail,
-        "result": c.result,
-        "created_by": c.created_by,
-        "incident_id": c.incident_id,
-        "created_at": iso(c.created_at),
-        "expires_at": iso(c.expires_at),
-        "finished_at": iso(c.finished_at),
-    }
+    return wire.dump(wire.Command, c)
 
 
 class CommandService:

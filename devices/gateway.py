@@ -64,10 +64,10 @@ from dispatch.incidents import IncidentCreated, Incidents
 from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
 from hotline.clock import Clock, SystemClock
+from hotline.core import wire
 from hotline.metrics import latency_histogram
 from hotline.storage.models import DeadLetter, Device, DeviceEventRecord, Elder
 from hotline.tasks import raise_if_cancelling, wait_event
-from hotline.views import elder_summary
 
 log = logging.getLogger(__name__)
 
@@ -436,7 +436,7 @@ class DeviceGateway:
                             "device_id": device_id,
                             "elder_id": device.elder_id,
                             "event_id": event.event_id,
-                            "elder": elder_summary(device.elder),
+                            "elder": wire.dump(wire.ElderSummary, device.elder),
                             "received_at": now.isoformat(),
                         },
                     )

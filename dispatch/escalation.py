@@ -42,17 +42,18 @@ from sqlalchemy.orm import selectinload
 
 from dispatch import hooks
 from dispatch.errors import DispatchConflictError, IncidentNotFoundError
+from dispatch.interpreter import Cursor, Facts, Skip, Stop, Wait, advance
 from dispatch.lifecycle import INCIDENT, OFFER, TIMER
 from dispatch.notify.links import FamilyLinks
 from dispatch.notify.outbox import enqueue, enqueue_family_alerts
 from dispatch.policy import matches, parse_tracks, snapshot
-from dispatch.routing import ProviderInfo, Ranking, Router
+from dispatch.ranking import ProviderInfo, Ranking
+from dispatch.routing import Router
 from dispatch.timeline import add_timeline
 from hotline.clock import Clock, SystemClock
-from hotline.core import vocab
+from hotline.core import vocab, wire
 from hotline.metrics import latency_histogram
 from hotline.storage.models import (
-    OPEN_STATUSES,
     Elder,
     EscalationPolicy,
     EscalationTimer,
@@ -63,12 +64,9 @@ from hotline.storage.models import (
     new_id,
 )
 from hotline.tasks import raise_if_cancelling, wait_event
-from hotline.views import incident_view, iso, offer_view
 
 log = logging.getLogger(__name__)
 
-ACCEPTED = ("accepted", "en_route", "on_scene", "resolved")
-DISPATCHED = ("dispatched", *ACCEPTED)
 # Urgent incident types: dispatched for emergency rescue by default, and merged when they concern
 # one elder at about the same time (dispatch/incidents.py).
 URGENT_TYPES = frozenset(str(t) for t in vocab.URGENT_TYPES)
@@ -102,18 +100,6 @@ class Run:
     now: datetime
     fx: Effects
     fresh: bool = False  # the incident is being opened in this transaction: it has no offers yet
-
-
-def condition(incident: Incident, name: str) -> bool:
-    if name == "acknowledged":
-        return incident.acknowledged_at is not None
-    if name == "dispatched":
-        return incident.status in DISPATCHED
-    if name == "accepted":
-        return incident.status in ACCEPTED
-    if name == "family_confirmed":
-        return incident.family_confirmed_at is not None
-    raise ValueError(name)
 
 
 def timer_snapshot(t: EscalationTimer) -> tuple[str, int, float, str, str]:
@@ -241,45 +227,32 @@ class Escalator:
     # -- running ----------------------------------------------------------------------
 
     async def run_track(self, run: Run, timer: EscalationTimer, *, due: datetime) -> None:
+        """Run ``timer``'s track from its pointer until a wait or the end, asking the pure
+        interpreter what comes next after every step (a step may change the facts)."""
         incident, now = run.incident, run.now
-        policy = incident.policy or {}
-        track = next((t for t in policy.get("tracks", []) if t["name"] == timer.track), None)
-        if track is None:
-            TIMER.fire(timer, "cancel")
-            return
-        steps: list[dict[str, Any]] = track["steps"]
+        tracks = (incident.policy or {}).get("tracks", [])
+        track = next((t for t in tracks if t["name"] == timer.track), None)
+        cursor = Cursor(step=timer.step, repeats=dict(timer.repeats or {}), runs=timer.runs)
         for _ in range(MAX_STEPS_PER_FIRE):
-            if incident.status not in OPEN_STATUSES:
-                TIMER.fire(timer, "cancel")
+            intent = advance(track, cursor, Facts.of(incident), now)
+            cursor = intent.cursor
+            timer.step, timer.runs = cursor.step, cursor.runs
+            if cursor.repeats != timer.repeats:
+                timer.repeats = dict(cursor.repeats)
+            if isinstance(intent, Stop):
+                TIMER.fire(timer, intent.event)
                 break
-            if (until := track.get("until")) and condition(incident, until):
-                TIMER.fire(timer, "finish")
+            if isinstance(intent, Wait):
+                timer.due_at = intent.until
                 break
-            if timer.step >= len(steps):
-                TIMER.fire(timer, "finish")
-                break
-            index = timer.step
-            step = steps[index]
-            if step["do"] == "wait":
-                timer.step = index + 1
-                timer.due_at = now + timedelta(seconds=step["seconds"])
-                break
-            if step["do"] == "repeat":
-                taken = int(timer.repeats.get(str(index), 0))
-                if taken < step["times"]:
-                    timer.repeats = {**timer.repeats, str(index): taken + 1}
-                    timer.step = step["from"]
-                else:
-                    timer.step = index + 1
+            record = {"track": timer.track, "step": intent.index, "do": intent.step["do"], "run": intent.run}
+            if isinstance(intent, Skip):
+                self._timeline(run, "escalation.skipped", {**record, "unless": intent.unless})
                 continue
-            timer.step = index + 1
-            timer.runs += 1
-            record = {"track": timer.track, "step": index, "do": step["do"], "run": timer.runs}
-            if (unless := step.get("unless")) and condition(incident, unless):
-                self._timeline(run, "escalation.skipped", {**record, "unless": unless})
-                continue
-            detail = await self._act(run, step, f"esc:{incident.id}:{timer.track}:{timer.runs}")
-            self._timeline(run, "escalation.step", {**record, **detail, "due_at": iso(due), "fired_at": iso(now)})
+            detail = await self._act(run, dict(intent.step), f"esc:{incident.id}:{timer.track}:{intent.run}")
+            self._timeline(
+                run, "escalation.step", {**record, **detail, "due_at": wire.iso(due), "fired_at": wire.iso(now)}
+            )
             due = now
         timer.updated_at = now
 
@@ -326,7 +299,7 @@ class Escalator:
                 )
                 await self._voice(run, number, key, "emergency", deadline=deadline, fallback=fallback)
                 await self._console(run, "role:supervisor", f"{key}:alert", f"紧急处置：正在拨打 {number}")
-                return {"action": "call", "number": number, "deadline": iso(deadline)}
+                return {"action": "call", "number": number, "deadline": wire.iso(deadline)}
             if self.emergency.webhook_url:
                 await self._webhook(run, self.emergency.webhook_url, key, "emergency")
                 return {"action": "webhook", "url": self.emergency.webhook_url}
@@ -342,7 +315,7 @@ class Escalator:
             message = step.get("message")
             n = await enqueue_family_alerts(
                 run.session,
-                incident=incident_view(run.incident),
+                incident=wire.dump(wire.Incident, run.incident),
                 elder=run.elder,
                 now=run.now,
                 tag="created" if message is None else f"reminder:{key}",
@@ -383,7 +356,7 @@ class Escalator:
             "severity": i.severity,
             "status": i.status,
             "message": message or f"警情 {i.type} 需要处理（状态 {i.status}）",
-            "at": iso(run.now),
+            "at": wire.iso(run.now),
         }
 
     async def _console(self, run: Run, to: str, key: str, message: str | None) -> None:
@@ -406,7 +379,7 @@ class Escalator:
             "elder_id": run.incident.elder_id,
         }
         if deadline is not None:
-            payload["deadline"] = iso(deadline)
+            payload["deadline"] = wire.iso(deadline)
         if fallback:
             payload["fallback"] = fallback
         return await self._queue(
@@ -424,7 +397,7 @@ class Escalator:
         i, elder = run.incident, run.elder
         return {
             "type": "incident.escalation",
-            "timestamp": iso(run.now),
+            "timestamp": wire.iso(run.now),
             "data": {
                 "incident_id": i.id,
                 "incident_type": i.type,
@@ -572,7 +545,7 @@ class Escalator:
 
 
 def offer_message(o: Offer, incident: Incident, type_: str, *, elder: Elder | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": type_, "to_provider": o.provider_id, "offer": offer_view(o)}
+    out: dict[str, Any] = {"type": type_, "to_provider": o.provider_id, "offer": wire.dump(wire.Offer, o)}
     if elder is not None:
         # What a provider needs to go: the address and the kind of help, not the medical file.
         out["incident"] = {
@@ -587,7 +560,7 @@ def offer_message(o: Offer, incident: Incident, type_: str, *, elder: Elder | No
 
 
 def incident_message(incident: Incident) -> dict[str, Any]:
-    return {"type": "incident.updated", "elder_id": incident.elder_id, "incident": incident_view(incident)}
+    return {"type": "incident.updated", "elder_id": incident.elder_id, "incident": wire.dump(wire.Incident, incident)}
 
 
 class EscalationEngine:
@@ -796,18 +769,13 @@ async def settle(session: AsyncSession, incident: Incident, now: datetime) -> No
     if not timers:
         return
     tracks = {t["name"]: t for t in (incident.policy or {}).get("tracks", [])}
+    facts = Facts.of(incident)
     for t in timers:
         until = tracks.get(t.track, {}).get("until")
-        if incident.status not in OPEN_STATUSES:
+        if not facts.open:
             TIMER.fire(t, "cancel")
-        elif until and condition(incident, until):
+        elif until and facts.holds(until):
             TIMER.fire(t, "finish")
         else:
             continue
         t.token, t.updated_at = t.token + 1, now
-
-
-def pending_summary(timers: Sequence[EscalationTimer]) -> list[dict[str, Any]]:
-    return [
-        {"track": t.track, "step": t.step, "due_at": iso(t.due_at), "state": t.state, "runs": t.runs} for t in timers
-    ]

@@ -24,10 +24,10 @@ from dispatch.escalation import URGENT_TYPES, Effects, Escalator, Run, default_s
 from dispatch.lifecycle import INCIDENT
 from dispatch.notify.outbox import enqueue_family_alerts
 from dispatch.timeline import add_timeline
+from hotline.core import wire
 from hotline.core.vocab import IncidentType, Severity
 from hotline.privacy import mask_name
 from hotline.storage.models import OPEN_STATUSES, SEVERITIES, AuditEntry, Elder, Incident, new_id
-from hotline.views import elder_summary, incident_view
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Incidents:
             await self.escalator.start(Run(session, incident, elder, now, fx, fresh=True))
         elif notify_family:
             fx.notifications = await enqueue_family_alerts(
-                session, incident=incident_view(incident), elder=elder, now=now
+                session, incident=wire.dump(wire.Incident, incident), elder=elder, now=now
             )
             if fx.notifications:
                 add_timeline(
@@ -154,7 +154,10 @@ class Incidents:
             fx.notifications,
         )
         return incident, IncidentCreated(
-            incident=incident_view(incident), elder=elder_summary(elder), notifications=fx.notifications, effects=fx
+            incident=wire.dump(wire.Incident, incident),
+            elder=wire.dump(wire.ElderSummary, elder),
+            notifications=fx.notifications,
+            effects=fx,
         )
 
     @staticmethod
@@ -207,7 +210,10 @@ class Incidents:
             mask_name(elder.name),
         )
         return incident, IncidentCreated(
-            incident=incident_view(incident), elder=elder_summary(elder), notifications=0, merged=True
+            incident=wire.dump(wire.Incident, incident),
+            elder=wire.dump(wire.ElderSummary, elder),
+            notifications=0,
+            merged=True,
         )
 
 

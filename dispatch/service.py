@@ -24,7 +24,6 @@ from sqlalchemy.orm import selectinload
 
 from dispatch.errors import DispatchConflictError, NotYoursError
 from dispatch.escalation import (
-    ACCEPTED,
     Effects,
     EscalationEngine,
     Escalator,
@@ -36,9 +35,11 @@ from dispatch.escalation import (
     settle,
 )
 from dispatch.incidents import IncidentCreated, Incidents
+from dispatch.interpreter import ACCEPTED
 from dispatch.lifecycle import INCIDENT, LIVE_OFFER_STATUSES, OFFER
 from dispatch.timeline import add_timeline
 from hotline.clock import Clock, SystemClock
+from hotline.core import wire
 from hotline.core.lifecycle import TransitionError
 from hotline.storage.models import (
     OPEN_STATUSES,
@@ -49,7 +50,6 @@ from hotline.storage.models import (
     Offer,
     Provider,
 )
-from hotline.views import incident_view, offer_view
 
 log = logging.getLogger(__name__)
 
@@ -332,11 +332,11 @@ class DispatchService:
         return offer
 
     async def detail(self, session: AsyncSession, incident: Incident) -> dict[str, Any]:
-        out = incident_view(incident)
+        out = wire.dump(wire.Incident, incident)
         offers = (
             await session.scalars(
                 select(Offer).where(Offer.incident_id == incident.id).order_by(Offer.offered_at, Offer.id)
             )
         ).all()
-        out["offers"] = [offer_view(o) for o in offers]
+        out["offers"] = [wire.dump(wire.Offer, o) for o in offers]
         return out

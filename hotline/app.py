@@ -42,15 +42,14 @@ from dispatch.notify.channels import ConsoleSender, SmsGatewaySender, VoiceSende
 from dispatch.notify.links import FamilyLinks
 from dispatch.notify.outbox import OutboxWorker, Sender, WebhookSender
 from dispatch.policy import install_defaults
-from dispatch.routing import GeoIndex, GeoSync, Router, RoutingPolicy
+from dispatch.ranking import RoutingPolicy
+from dispatch.routing import GeoIndex, GeoSync, Router
 from dispatch.service import DispatchService
-from hotline.api.call_routes import routes as call_routes
-from hotline.api.deadletter_routes import routes as deadletter_routes
-from hotline.api.dispatch_routes import routes as dispatch_routes
+from hotline import __version__
+from hotline.api import call_routes, deadletter_routes, dispatch_routes, routes
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES, Services
-from hotline.api.openapi import spec
-from hotline.api.routes import MAX_BODY_BYTES, routes
+from hotline.api.registry import MAX_BODY_BYTES, Api
 from hotline.api.ws import ConsoleHub
 from hotline.auth import Principal, hash_token
 from hotline.bus import EventBus
@@ -94,7 +93,20 @@ _STATUS = {
 }
 
 
-def _error(status: int, code: str, message: str, field: str | None = None, **extra: str) -> web.Response:
+#: Every operation under /api/v1, and so the OpenAPI document.
+API = Api().include(routes.api, call_routes.api, dispatch_routes.api, deadletter_routes.api)
+OPENAPI = web.AppKey("openapi", bytes)
+
+
+def openapi_document() -> dict[str, Any]:
+    return API.openapi(
+        title="12349 elderly-care hotline",
+        version=__version__,
+        description="Generated from the route registry and its pydantic models (hotline/api/registry.py).",
+    )
+
+
+def _error(status: int, code: str, message: str, field: str | None = None, **extra: Any) -> web.Response:
     return json_response({"error": {"code": code, "message": message, "field": field, **extra}}, status=status)
 
 
@@ -110,8 +122,11 @@ async def errors_middleware(
         return _error(409, "transition", str(exc), from_state=exc.from_state, event=exc.event)
     except HotlineError as exc:
         status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
-        field = exc.field if isinstance(exc, ValidationError) else None
-        return _error(status, type(exc).__name__.removesuffix("Error").lower() or "error", str(exc), field)
+        code = type(exc).__name__.removesuffix("Error").lower() or "error"
+        if isinstance(exc, ValidationError):
+            extra = {"errors": exc.errors} if exc.errors else {}
+            return _error(status, code, str(exc), exc.field, **extra)
+        return _error(status, code, str(exc))
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
             response = _error(exc.status, "http", exc.reason)
@@ -275,8 +290,8 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
-async def openapi(_request: web.Request) -> web.Response:
-    return json_response(spec())
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
 async def console(_request: web.Request) -> web.Response:
@@ -309,10 +324,8 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/", console)
     app.router.add_get("/console", console)
-    app.add_routes(routes)
-    app.add_routes(call_routes)
-    app.add_routes(dispatch_routes)
-    app.add_routes(deadletter_routes)
+    API.add_routes(app)
+    app[OPENAPI] = json.dumps(openapi_document(), ensure_ascii=False).encode()
     app.cleanup_ctx.extend([_database_ctx, _bus_ctx, _outbox_ctx, _dispatch_ctx, _telephony_ctx, _devices_ctx])
     app.on_shutdown.append(_close_websockets)
     return app
@@ -327,7 +340,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
     svc = app[SERVICES]
     redis = aioredis.from_url(svc.settings.redis_url, socket_connect_timeout=2, health_check_interval=15)
-    svc.bus = EventBus(redis, prefix=svc.settings.redis_prefix)
+    svc.bus = EventBus(redis, prefix=svc.settings.redis_prefix, strict=svc.settings.strict_messages)
     svc.bus.add_listener(app[HUB].broadcast)
     task = _task(svc.bus.run(), "hotline.bus.subscriber")
     with contextlib.suppress(TimeoutError):

@@ -34,10 +34,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pydantic
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hotline.backoff import backoff_delay
+from hotline.core.messages import BUS_MESSAGE
+from hotline.errors import HotlineError
 from hotline.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -61,8 +64,10 @@ def seq_key(seq: str) -> tuple[int, int]:
 
 
 class EventBus:
-    def __init__(self, redis: aioredis.Redis, *, prefix: str) -> None:
+    def __init__(self, redis: aioredis.Redis, *, prefix: str, strict: bool = False) -> None:
         self.redis = redis
+        self.strict = strict
+        self.invalid = 0
         db = int(redis.connection_pool.connection_kwargs.get("db", 0) or 0)
         self.channel = f"{prefix}:db{db}:console"
         self.log_key = f"{prefix}:console:log"
@@ -82,7 +87,20 @@ class EventBus:
             except Exception:
                 log.exception("console listener failed")
 
+    def check(self, message: dict[str, Any]) -> None:
+        """``message`` against its model in :mod:`hotline.core.messages`. A mismatch is a bug
+        in the publisher: strict mode raises; otherwise it is logged and still delivered, since
+        a console that gets a slightly odd message beats one that misses an alarm."""
+        try:
+            BUS_MESSAGE.validate_python(message)
+        except pydantic.ValidationError as exc:
+            self.invalid += 1
+            if self.strict:
+                raise HotlineError(f"bus message {message.get('type')!r} does not match its model: {exc}") from exc
+            log.error("bus message %r does not match its model: %s", message.get("type"), exc)  # noqa: TRY400
+
     async def publish(self, message: dict[str, Any]) -> None:
+        self.check(message)
         data = json.dumps(message, ensure_ascii=False, default=str)
         was_subscribed = self.subscribed.is_set()
         try:

@@ -8,19 +8,21 @@ import json
 import time
 from datetime import UTC, datetime
 
+import pydantic
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import deadletters
 from devices.errors import DeviceError
-from hotline.api.validation import when
+from hotline.api.models import PeriodQuery
+from hotline.api.registry import validation_error
 from hotline.config import Settings
+from hotline.core import wire
+from hotline.core.vocab import DeadLetterDisposition, values
 from hotline.errors import HotlineError
 from hotline.storage.db import make_engine, make_sessionmaker
 from hotline.storage.models import DeadLetter
-from hotline.views import dead_letter_view
 
 REPLAY_POLL_S = 0.25
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ls = dl_sub.add_parser("list", help="newest first")
     ls.add_argument("--device", help="only this device")
     ls.add_argument("--reason", help="only reasons containing this text")
-    ls.add_argument("--disposition", choices=("rejected", "accepted_with_warning", "parked"))
+    ls.add_argument("--disposition", choices=values(DeadLetterDisposition))
     ls.add_argument("--since", help="ISO 8601 time, e.g. 2026-12-01T08:00:00Z")
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true", help="one JSON object a line")
@@ -54,14 +56,17 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     sm = make_sessionmaker(engine)
     try:
         if args.deadletters_command == "list":
-            since = when({"since": args.since}, "since", EPOCH) if args.since else None
+            try:
+                since = PeriodQuery.model_validate({"since": args.since}).since
+            except pydantic.ValidationError as exc:
+                raise validation_error(exc) from exc
             f = deadletters.LetterFilter(
                 device_id=args.device, reason=args.reason, disposition=args.disposition, since=since
             )
             async with sm() as session:
                 rows = (await session.scalars(deadletters.query(f).limit(max(1, min(args.limit, 10_000))))).all()
             for letter in rows:
-                view = dead_letter_view(letter)
+                view = wire.DeadLetter.of(letter).wire()
                 if args.json:
                     print(json.dumps(view, ensure_ascii=False))
                 else:
@@ -75,7 +80,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 letter = await session.get(DeadLetter, args.id)
             if letter is None:
                 raise HotlineError(f"dead letter {args.id} does not exist")
-            print(json.dumps(dead_letter_view(letter, detail=True), ensure_ascii=False, indent=2))
+            print(json.dumps(wire.DeadLetterDetail.of(letter).wire(), ensure_ascii=False, indent=2))
             return 0
         return await _replay(sm, args.id, args.wait)
     finally:

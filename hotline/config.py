@@ -80,6 +80,8 @@ class Settings:
     emergency_call_deadline_s: float = 120.0
     device_event_rate: float = 10.0
     device_event_burst: int = 100
+    # A console message that does not match its model raises instead of being logged (tests).
+    strict_messages: bool = False
 
     @property
     def base_url(self) -> str:
@@ -124,6 +126,7 @@ _KEYS = (
     "device_event_rate",
     "device_event_burst",
     "emergency_call_deadline",
+    "strict_messages",
 )
 
 
@@ -181,11 +184,12 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
             if slot not in raw[key] or "\n" in raw[key] or raw[key].count("{") != 1:
                 raise ConfigError(f"{_var(key)} must be a channel template containing {slot}, got {raw[key]!r}")
             kwargs[key] = raw[key].strip()
-    if "ami_alarm_callback" in raw:
-        flag = raw["ami_alarm_callback"].strip().lower()
-        if flag not in {"true", "false", "1", "0", "yes", "no"}:
-            raise ConfigError(f"{_var('ami_alarm_callback')} must be true or false, got {raw['ami_alarm_callback']!r}")
-        kwargs["ami_alarm_callback"] = flag in {"true", "1", "yes"}
+    for key in ("ami_alarm_callback", "strict_messages"):
+        if key in raw:
+            flag = raw[key].strip().lower()
+            if flag not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ConfigError(f"{_var(key)} must be true or false, got {raw[key]!r}")
+            kwargs[key] = flag in {"true", "1", "yes"}
     if "phone_area_code" in raw:
         code = raw["phone_area_code"].strip()
         if not (code.startswith("0") and code.isdigit() and 3 <= len(code) <= 4):

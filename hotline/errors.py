@@ -23,9 +23,13 @@ class NotFoundError(HotlineError):
 class ValidationError(HotlineError):
     """A request body or parameter is invalid."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, errors: list[dict[str, str | None]] | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
+        # Every bad field when a body had several (the first is ``field`` and the message).
+        self.errors = errors
 
 
 class AuthError(HotlineError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -33,10 +34,28 @@ class Child:
                 self.proc.wait(5)
 
 
+# Ports handed out below Linux's ephemeral range (32768-60999): a port chosen here and
+# released cannot then be given by the kernel to a server that binds port 0, which
+# happened in CI (an AMI simulator on port 0 took the backend's HTTP port).
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port that was free just now and not handed out before in this process."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with contextlib.closing(socket.socket()) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise HotlineError(f"no free loopback port in {_PORT_RANGE[0]}-{_PORT_RANGE[1]}")
 
 
 async def port_open(host: str, port: int, wait_s: float = 0.5) -> bool:

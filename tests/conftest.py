@@ -98,6 +98,8 @@ def env(db_url: str, ns: str) -> dict[str, str]:
         "HOTLINE_HTTP_PORT": str(free_port()),
         "HOTLINE_WEBHOOK_SECRET": "whsec_dGVzdC1zZWNyZXQtZm9yLWhvdGxpbmUtdGVzdHM=",
         "HOTLINE_LOG_LEVEL": "INFO",
+        # Every console message the suite makes must match its model in hotline.core.messages.
+        "HOTLINE_STRICT_MESSAGES": "true",
     }
 
 

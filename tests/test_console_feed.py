@@ -28,6 +28,7 @@ async def test_a_family_socket_receives_only_its_own_elders_events(
     fam = await add_user(running.settings, "fam", "family", elder_id=mine)
     bus = running.app[SERVICES].bus
     assert bus is not None
+    bus.strict = False  # hand-made partial messages: this test is about who sees what, not their shape
     async with (
         http.ws_connect(f"{running.url}/api/v1/ws?token={op}") as op_ws,
         http.ws_connect(f"{running.url}/api/v1/ws", headers=auth(fam)) as fam_ws,

@@ -6,9 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from dispatch.catalogue import KIND_SERVICES
+from hotline.core.wire import age
 from hotline.seed import seed_demo
 from hotline.storage.models import Elder, Provider
-from hotline.views import age
 
 
 async def test_demo_district_is_plausible(sm: async_sessionmaker[AsyncSession]) -> None:

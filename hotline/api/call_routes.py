@@ -9,32 +9,26 @@ from aiohttp import web
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import selectinload
 
-from dispatch.catalogue import SERVICES as CATALOGUE
 from dispatch.incidents import Incidents
-from hotline.api import validation as v
-from hotline.api.jsonutil import json_response
+from hotline.api.common import audit, listing
 from hotline.api.keys import SERVICES
-from hotline.api.routes import audit, body, listing, principal
-from hotline.auth import require
-from hotline.core import vocab
+from hotline.api.models import CallIn, CallIncidentIn, CallQuery, CallStats, PeriodQuery
+from hotline.api.registry import Api, Reply, principal
+from hotline.core import wire
 from hotline.errors import NotFoundError, ValidationError
-from hotline.storage.models import SEVERITIES, CallRecord, Device, Elder, EmergencyContact, User
+from hotline.storage.models import CallRecord, Device, Elder, EmergencyContact, User
 from hotline.telephony.errors import TelephonyError
 from hotline.telephony.service import TelephonyService
-from hotline.views import call_record_view, incident_view
 
 log = logging.getLogger(__name__)
-routes = web.RouteTableDef()
+api = Api()
 
 # (threshold in seconds, share of offered calls): the telecare industry's targets, and an older one.
 TARGETS = ((60, 0.975, "telecare"), (180, 0.99, "telecare"), (60, 0.985, "older standard"))
-CALL_INCIDENT_TYPES = tuple(str(t) for t in vocab.CALL_INCIDENT_TYPES)
-PURPOSES = vocab.values(vocab.CallPurpose)
 
 
-def _period(request: web.Request) -> tuple[datetime, datetime]:
-    until = v.when(request.query, "until", datetime.now(UTC))
-    since = v.when(request.query, "since", until - timedelta(days=1))
+def _period(query: PeriodQuery) -> tuple[datetime, datetime]:
+    since, until = query.period()
     if since >= until:
         raise ValidationError("since must be before until", field="since")
     if until - since > timedelta(days=366):
@@ -42,39 +36,33 @@ def _period(request: web.Request) -> tuple[datetime, datetime]:
     return since, until
 
 
-CALL_FIELDS = ("purpose", "idempotency_key", "incident_id", "elder_id", "number", "device_id", "contact_id")
-CALL_INCIDENT_FIELDS = ("type", "severity", "service", "note", "elder_id")
-
-
-@routes.get("/api/v1/calls")
-async def list_calls(request: web.Request) -> web.Response:
-    require(principal(request), "calls.read")
+@api.get("/api/v1/calls", response=wire.Page[wire.CallRecord], permission="calls.read", tag="calls")
+async def list_calls(request: web.Request, query: CallQuery) -> wire.Page[wire.CallRecord]:
+    """Call records, newest first, filtered by period, direction, outcome, elder, operator or state."""
     stmt = select(CallRecord).order_by(CallRecord.started_at.desc(), CallRecord.id.desc())
-    q = request.query
-    if "since" in q or "until" in q:
-        since, until = _period(request)
+    if query.since is not None or query.until is not None:
+        since, until = _period(query)
         stmt = stmt.where(CallRecord.started_at >= since, CallRecord.started_at < until)
     for key in ("direction", "outcome", "elder_id", "operator_id", "state"):
-        if value := q.get(key):
+        if value := getattr(query, key):
             stmt = stmt.where(getattr(CallRecord, key).in_(value.split(",")))
-    return await listing(request, stmt, call_record_view)
+    return await listing(request, stmt, query, wire.CallRecord.model_validate)
 
 
-@routes.get("/api/v1/calls/{id}")
-async def get_call(request: web.Request) -> web.Response:
-    require(principal(request), "calls.read")
+@api.get("/api/v1/calls/{id}", response=wire.CallRecord, permission="calls.read", tag="calls")
+async def get_call(request: web.Request) -> wire.CallRecord:
+    """One call record, with every queue member it rang."""
     async with request.app[SERVICES].sm() as session:
         call = await session.get(CallRecord, request.match_info["id"])
     if call is None:
         raise NotFoundError(f"call {request.match_info['id']} not found")
-    return json_response(call_record_view(call))
+    return wire.CallRecord.model_validate(call)
 
 
-@routes.get("/api/v1/stats/calls")
-async def call_stats(request: web.Request) -> web.Response:
+@api.get("/api/v1/stats/calls", response=CallStats, permission="calls.stats", tag="calls")
+async def call_stats(request: web.Request, query: PeriodQuery) -> CallStats:
     """Service level of the inbound queue over a period (calls that entered the queue in it)."""
-    require(principal(request), "calls.stats")
-    since, until = _period(request)
+    since, until = _period(query)
     c = CallRecord
     in_period = and_(c.direction == "inbound", c.started_at >= since, c.started_at < until)
     # A call cut by a PBX restart was never offered a fair chance: out of the service level.
@@ -109,7 +97,7 @@ async def call_stats(request: web.Request) -> web.Response:
         return round(n / offered, 4) if offered else None
 
     within = {"20": share(w20), "60": share(w60), "180": share(w180)}
-    return json_response(
+    return CallStats.model_validate(
         {
             "since": since.isoformat(),
             "until": until.isoformat(),
@@ -156,27 +144,29 @@ def _telephony(request: web.Request) -> TelephonyService:
     return tel
 
 
-@routes.post("/api/v1/calls")
-async def place_call(request: web.Request) -> web.Response:
-    """Call out: to a number, an elder, one of their contacts, or a device's SIM."""
+@api.post(
+    "/api/v1/calls", response=wire.CallRecord, status=202, permission="calls.write", errors=(409, 503), tag="calls"
+)
+async def place_call(request: web.Request, body: CallIn) -> wire.CallRecord:
+    """Call out: to a number, an elder, one of their contacts, or a device's SIM.
+
+    The answer is the call record as it stands when Asterisk took the Originate; the rest
+    follows on the WebSocket feed. 503 when this instance has no telephony.
+    """
     who = principal(request)
-    require(who, "calls.write")
-    b = v.obj(await body(request), CALL_FIELDS)
-    purpose = v.choice(b, "purpose", PURPOSES, default="click_to_call")
-    key = v.string(b, "idempotency_key", max_len=200, required=False)
-    incident_id = v.string(b, "incident_id", max_len=40, required=False)
-    elder_id = v.string(b, "elder_id", max_len=40, required=False)
+    purpose = body.purpose
+    elder_id = body.elder_id
     device_id: str | None = None
     async with request.app[SERVICES].sm() as session:
-        if "number" in b:
-            number = v.phone(b["number"], "number")
-        elif "device_id" in b:
-            device = await session.get(Device, v.req_string(b, "device_id", max_len=64))
+        if body.number is not None:
+            number = body.number
+        elif body.device_id is not None:
+            device = await session.get(Device, body.device_id)
             if device is None or not device.sim_number:
                 raise ValidationError("device_id must name a registered device with a SIM number", field="device_id")
             number, device_id, elder_id = device.sim_number, device.device_id, device.elder_id
-        elif "contact_id" in b:
-            contact = await session.get(EmergencyContact, v.integer(b, "contact_id", 1, 2**31))
+        elif body.contact_id is not None:
+            contact = await session.get(EmergencyContact, body.contact_id)
             if contact is None:
                 raise ValidationError("contact_id does not exist", field="contact_id")
             number, elder_id = contact.phone, contact.elder_id
@@ -194,25 +184,35 @@ async def place_call(request: web.Request) -> web.Response:
         number=number,
         purpose=purpose,
         requested_by=who.user_id,
-        idempotency_key=key,
+        idempotency_key=body.idempotency_key,
         elder_id=elder_id,
-        incident_id=incident_id,
+        incident_id=body.incident_id,
         device_id=device_id,
         operator_extension=extension,
     )
-    return json_response(record, status=202)
+    return wire.CallRecord.model_validate(record)
 
 
-@routes.post("/api/v1/calls/{id}/incident")
-async def incident_from_call(request: web.Request) -> web.Response:
-    """Open an incident or a service request from a call; the call is linked to it."""
+@api.post(
+    "/api/v1/calls/{id}/incident",
+    response=wire.Incident,
+    status=201,
+    also={200: wire.Incident},
+    permission="calls.write",
+    tag="calls",
+)
+async def incident_from_call(request: web.Request, body: CallIncidentIn) -> Reply:
+    """Open an incident or a service request from a call; the call is linked to it.
+
+    200 when it joined an open incident of the same elder.
+    """
     who = principal(request)
-    require(who, "calls.write")
-    b = v.obj(await body(request), CALL_INCIDENT_FIELDS)
-    type_ = v.choice(b, "type", CALL_INCIDENT_TYPES)
-    severity = v.choice(b, "severity", SEVERITIES, default="critical" if type_ == "emergency" else "medium")
-    service = v.choice(b, "service", CATALOGUE) if type_ == "service_request" else None
-    note = v.string(b, "note", max_len=1000, required=False)
+    type_ = body.type
+    severity = body.severity or ("critical" if type_ == "emergency" else "medium")
+    if type_ == "service_request" and body.service is None:
+        raise ValidationError("a service request needs a catalogue service", field="service")
+    service = body.service if type_ == "service_request" else None
+    note = body.note
     svc = request.app[SERVICES]
     async with svc.sm() as session, session.begin():
         call = await session.get(CallRecord, request.match_info["id"], with_for_update=True)
@@ -220,7 +220,7 @@ async def incident_from_call(request: web.Request) -> web.Response:
             raise NotFoundError(f"call {request.match_info['id']} not found")
         if call.incident_id is not None:
             raise ValidationError(f"call is already linked to incident {call.incident_id}", field="id")
-        elder_id = v.string(b, "elder_id", max_len=40, required=False) or call.elder_id
+        elder_id = body.elder_id or call.elder_id
         if elder_id is None:
             raise ValidationError("the caller is unknown: give elder_id", field="elder_id")
         elder = await session.scalar(select(Elder).where(Elder.id == elder_id).options(selectinload(Elder.contacts)))
@@ -242,10 +242,10 @@ async def incident_from_call(request: web.Request) -> web.Response:
         call.incident_id = incident.id
         call.elder_id = call.elder_id or elder.id
         audit(session, who, "incident.create_from_call", "incident", incident.id, call_id=call.id)
-        out = incident_view(incident)
+        out = wire.Incident.model_validate(incident)
     if svc.bus is not None:
         for message in created.messages():
             await svc.bus.publish(message)
     if svc.outbox is not None:
         svc.outbox.wake()
-    return json_response(out, status=200 if created.merged else 201)
+    return Reply(out, 200 if created.merged else 201)

@@ -5,24 +5,19 @@ Supervisors and admins only: a payload may carry an elder's location.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 from aiohttp import web
 
 from devices import deadletters
 from devices.gateway import DeviceGateway
-from hotline.api import validation as v
-from hotline.api.jsonutil import json_response
-from hotline.api.keys import PRINCIPAL, SERVICES
-from hotline.api.routes import listing
-from hotline.auth import require
+from hotline.api.common import listing
+from hotline.api.keys import SERVICES
+from hotline.api.models import DeadLetterQuery, ReplayResult
+from hotline.api.registry import Api
+from hotline.core import wire
 from hotline.errors import NotFoundError, ValidationError
 from hotline.storage.models import DeadLetter
-from hotline.views import dead_letter_view
 
-routes = web.RouteTableDef()
-DISPOSITIONS = ("rejected", "accepted_with_warning", "parked")
+api = Api()
 
 
 def _gateway(request: web.Request) -> DeviceGateway:
@@ -39,38 +34,38 @@ def _letter_id(request: web.Request) -> int:
     return int(raw)
 
 
-@routes.get("/api/v1/dead-letters")
-async def list_dead_letters(request: web.Request) -> web.Response:
-    require(request[PRINCIPAL], "deadletters.read")
-    q = request.query
-    if (disposition := q.get("disposition")) is not None and disposition not in DISPOSITIONS:
-        raise ValidationError(f"disposition must be one of {', '.join(DISPOSITIONS)}", field="disposition")
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+@api.get("/api/v1/dead-letters", response=wire.Page[wire.DeadLetter], permission="deadletters.read", tag="dead letters")
+async def list_dead_letters(request: web.Request, query: DeadLetterQuery) -> wire.Page[wire.DeadLetter]:
+    """Refused and parked device messages, newest first."""
     f = deadletters.LetterFilter(
-        device_id=q.get("device_id") or None,
-        reason=q.get("reason") or None,
-        disposition=disposition,
-        since=v.when(q, "since", epoch) if "since" in q else None,
-        until=v.when(q, "until", epoch) if "until" in q else None,
+        device_id=query.device_id or None,
+        reason=query.reason or None,
+        disposition=query.disposition,
+        since=query.since,
+        until=query.until,
     )
-    return await listing(request, deadletters.query(f), dead_letter_view)
+    return await listing(request, deadletters.query(f), query, wire.DeadLetter.of)
 
 
-@routes.get("/api/v1/dead-letters/{id}")
-async def get_dead_letter(request: web.Request) -> web.Response:
-    require(request[PRINCIPAL], "deadletters.read")
+@api.get("/api/v1/dead-letters/{id}", response=wire.DeadLetterDetail, permission="deadletters.read", tag="dead letters")
+async def get_dead_letter(request: web.Request) -> wire.DeadLetterDetail:
+    """One dead letter with its payload and error."""
     letter_id = _letter_id(request)
     async with request.app[SERVICES].sm() as session:
         letter = await session.get(DeadLetter, letter_id)
     if letter is None:
         raise NotFoundError(f"dead letter {letter_id} not found")
-    out: dict[str, Any] = dead_letter_view(letter, detail=True)
-    return json_response(out)
+    return wire.DeadLetterDetail.of(letter)
 
 
-@routes.post("/api/v1/dead-letters/{id}/replay")
-async def replay_dead_letter(request: web.Request) -> web.Response:
-    require(request[PRINCIPAL], "deadletters.replay")
+@api.post(
+    "/api/v1/dead-letters/{id}/replay",
+    response=ReplayResult,
+    permission="deadletters.replay",
+    tag="dead letters",
+)
+async def replay_dead_letter(request: web.Request) -> ReplayResult:
+    """Hand a parked message to the gateway again; the result says what became of it."""
     letter_id = _letter_id(request)
     try:
         result = await _gateway(request).replay(letter_id)
@@ -78,4 +73,4 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
         raise NotFoundError(str(exc)) from exc
     except deadletters.NotReplayableError as exc:
         raise ValidationError(str(exc), field="id") from exc
-    return json_response({"id": letter_id, "result": result})
+    return ReplayResult(id=letter_id, result=result)

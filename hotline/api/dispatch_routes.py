@@ -11,25 +11,37 @@ from aiohttp import web
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError
 
-from dispatch.catalogue import SERVICES as CATALOGUE
 from dispatch.errors import PolicyError
 from dispatch.notify.links import FamilyLinks
 from dispatch.policy import parse_tracks
-from dispatch.routing import AVAILABILITY, check_working_hours
+from dispatch.ranking import check_working_hours
 from dispatch.service import DispatchService
-from hotline.api import validation as v
-from hotline.api.jsonutil import json_response
+from hotline.api.common import audit, listing
 from hotline.api.keys import SERVICES
-from hotline.api.routes import audit, body, listing, principal
+from hotline.api.models import (
+    CancelIn,
+    DispatchIn,
+    FamilyConfirmed,
+    IncidentIn,
+    OfferAnswer,
+    OfferQuery,
+    PageQuery,
+    PolicyIn,
+    PolicyQuery,
+    ProgressIn,
+    ProviderIn,
+    ProviderPatch,
+    ProviderQuery,
+    ReasonIn,
+    ResolveIn,
+)
+from hotline.api.registry import Api, Reply, principal
 from hotline.auth import require
-from hotline.core.vocab import OPERATOR_INCIDENT_TYPES
+from hotline.core import wire
 from hotline.errors import ConflictError, NotFoundError, ValidationError
-from hotline.storage.models import PROVIDER_KINDS, SEVERITIES, EscalationPolicy, Offer, Provider, RoutingDecision
-from hotline.views import decision_view, offer_view, policy_view, provider_view
+from hotline.storage.models import EscalationPolicy, Offer, Provider, RoutingDecision
 
-routes = web.RouteTableDef()
-
-INCIDENT_TYPES = tuple(str(t) for t in OPERATOR_INCIDENT_TYPES)
+api = Api()
 
 
 def _dispatch(request: web.Request) -> DispatchService:
@@ -46,90 +58,48 @@ def family_links(request: web.Request) -> FamilyLinks:
     return links
 
 
-PROVIDER_FIELDS = (
-    "name",
-    "kind",
-    "services",
-    "lat",
-    "lon",
-    "address",
-    "phone",
-    "service_radius_m",
-    "working_hours",
-    "capacity",
-    "availability",
-    "rating",
-)
-INCIDENT_FIELDS = ("type", "service", "location", "elder_id", "severity", "note")
-POLICY_FIELDS = ("name", "tracks", "types", "severities", "description", "priority", "active")
-
-
 # -- providers --------------------------------------------------------------------------
 
 
-def _services(raw: Any) -> list[str]:
-    if not isinstance(raw, list) or not raw or any(not isinstance(s, str) or s not in CATALOGUE for s in raw):
-        raise ValidationError(
-            f"services must be a non-empty list of catalogue codes: {', '.join(CATALOGUE)}", field="services"
-        )
-    return sorted(set(raw))
-
-
-def _hours(raw: Any) -> dict[str, Any]:
+def _hours(raw: dict[str, Any]) -> dict[str, Any]:
     if (problem := check_working_hours(raw)) is not None:
         raise ValidationError(f"working_hours {problem}", field="working_hours")
-    assert isinstance(raw, dict)
     return raw
 
 
-@routes.get("/api/v1/providers")
-async def list_providers(request: web.Request) -> web.Response:
-    require(principal(request), "providers.read")
+@api.get("/api/v1/providers", response=wire.Page[wire.Provider], permission="providers.read", tag="providers")
+async def list_providers(request: web.Request, query: ProviderQuery) -> wire.Page[wire.Provider]:
+    """Contracted providers, filtered by kind, availability or a service they offer."""
     stmt = select(Provider).order_by(Provider.created_at, Provider.id)
-    if kind := request.query.get("kind"):
-        stmt = stmt.where(Provider.kind == kind)
-    if availability := request.query.get("availability"):
-        stmt = stmt.where(Provider.availability == availability)
-    if service := request.query.get("service"):
-        if service not in CATALOGUE:
-            raise ValidationError("service must be a catalogue code", field="service")
+    if query.kind:
+        stmt = stmt.where(Provider.kind == query.kind)
+    if query.availability:
+        stmt = stmt.where(Provider.availability == query.availability)
+    if query.service:
         # JSON containment differs between SQLite and PostgreSQL; a quoted LIKE works on both.
-        stmt = stmt.where(cast(Provider.services, String).like(f'%"{service}"%'))
-    return await listing(request, stmt, provider_view)
+        stmt = stmt.where(cast(Provider.services, String).like(f'%"{query.service}"%'))
+    return await listing(request, stmt, query, wire.Provider.model_validate)
 
 
-@routes.post("/api/v1/providers")
-async def create_provider(request: web.Request) -> web.Response:
+@api.post("/api/v1/providers", response=wire.Provider, status=201, permission="providers.write", tag="providers")
+async def create_provider(request: web.Request, body: ProviderIn) -> wire.Provider:
+    """Register a provider."""
     who = principal(request)
-    require(who, "providers.write")
-    b = v.obj(await body(request), PROVIDER_FIELDS)
-    kind = v.choice(b, "kind", PROVIDER_KINDS)
-    phone = b.get("phone")
+    fields = body.model_dump()
     provider = Provider(
-        name=v.req_string(b, "name", max_len=128),
-        kind=kind,
-        services=_services(b.get("services")),
-        lat=v.number(b, "lat", -90, 90),
-        lon=v.number(b, "lon", -180, 180),
-        address=v.string(b, "address", max_len=255, required=False) or "",
-        phone=v.phone(phone, "phone") if phone is not None else None,
-        service_radius_m=v.integer(b, "service_radius_m", 100, 100_000, default=3000),
-        working_hours=_hours(b.get("working_hours", {})),
-        capacity=v.integer(b, "capacity", 1, 10_000, default=1),
+        **{**fields, "services": sorted(set(fields["services"])), "working_hours": _hours(body.working_hours)},
         current_load=0,
-        availability=v.choice(b, "availability", AVAILABILITY, default="available"),
-        rating=v.number(b, "rating", 0, 5, default=4.0),
     )
     async with request.app[SERVICES].sm() as session, session.begin():
         session.add(provider)
         await session.flush()
-        audit(session, who, "provider.create", "provider", provider.id, kind=kind)
-        out = provider_view(provider)
-    return json_response(out, status=201)
+        audit(session, who, "provider.create", "provider", provider.id, kind=body.kind)
+        return wire.Provider.model_validate(provider)
 
 
-@routes.get("/api/v1/providers/{id}")
-async def get_provider(request: web.Request) -> web.Response:
+@api.get("/api/v1/providers/{id}", response=wire.Provider, tag="providers")
+async def get_provider(request: web.Request) -> wire.Provider:
+    """One provider. Staff, or the provider's own account."""
     who = principal(request)
     provider_id = request.match_info["id"]
     if who.provider_id != provider_id:
@@ -138,157 +108,153 @@ async def get_provider(request: web.Request) -> web.Response:
         provider = await session.get(Provider, provider_id)
     if provider is None:
         raise NotFoundError(f"provider {provider_id} not found")
-    return json_response(provider_view(provider))
+    return wire.Provider.model_validate(provider)
 
 
 # What a provider may change about itself from its app; staff may change everything.
 SELF_FIELDS = frozenset({"availability", "lat", "lon"})
 
 
-@routes.patch("/api/v1/providers/{id}")
-async def patch_provider(request: web.Request) -> web.Response:
+@api.patch("/api/v1/providers/{id}", response=wire.Provider, tag="providers")
+async def patch_provider(request: web.Request, body: ProviderPatch) -> wire.Provider:
+    """Change a provider: staff any field, the provider's own account its availability and position."""
     who = principal(request)
     provider_id = request.match_info["id"]
-    raw = await body(request)
+    changed = body.model_fields_set
     if who.role == "provider" and who.provider_id == provider_id:
-        if isinstance(raw, dict) and (extra := sorted(set(raw) - SELF_FIELDS)):
+        if extra := sorted(changed - SELF_FIELDS):
             raise ValidationError(f"a provider may change only {', '.join(sorted(SELF_FIELDS))}", field=extra[0])
     else:
         require(who, "providers.write")
-    b = v.obj(raw, PROVIDER_FIELDS)
+    values = body.model_dump(include=changed)
+    if "services" in values:
+        values["services"] = sorted(set(values["services"]))
+    if "working_hours" in values:
+        _hours(values["working_hours"])
     async with request.app[SERVICES].sm() as session, session.begin():
         provider = await session.get(Provider, provider_id, with_for_update=True)
         if provider is None:
             raise NotFoundError(f"provider {provider_id} not found")
-        if "name" in b:
-            provider.name = v.req_string(b, "name", max_len=128)
-        if "kind" in b:
-            provider.kind = v.choice(b, "kind", PROVIDER_KINDS)
-        if "services" in b:
-            provider.services = _services(b["services"])
-        if "lat" in b:
-            provider.lat = v.number(b, "lat", -90, 90)
-        if "lon" in b:
-            provider.lon = v.number(b, "lon", -180, 180)
-        if "address" in b:
-            provider.address = v.string(b, "address", max_len=255, required=False) or ""
-        if "phone" in b:
-            provider.phone = v.phone(b["phone"], "phone") if b["phone"] is not None else None
-        if "service_radius_m" in b:
-            provider.service_radius_m = v.integer(b, "service_radius_m", 100, 100_000)
-        if "working_hours" in b:
-            provider.working_hours = _hours(b["working_hours"])
-        if "capacity" in b:
-            provider.capacity = v.integer(b, "capacity", 1, 10_000)
-        if "availability" in b:
-            provider.availability = v.choice(b, "availability", AVAILABILITY)
-        if "rating" in b:
-            provider.rating = v.number(b, "rating", 0, 5)
+        for name, value in values.items():
+            setattr(provider, name, value)
         provider.updated_at = datetime.now(UTC)
-        audit(session, who, "provider.update", "provider", provider_id, fields=sorted(b))
-        out = provider_view(provider)
-    return json_response(out)
+        audit(session, who, "provider.update", "provider", provider_id, fields=sorted(changed))
+        return wire.Provider.model_validate(provider)
 
 
 # -- incidents --------------------------------------------------------------------------
 
 
-@routes.post("/api/v1/incidents")
-async def create_incident(request: web.Request) -> web.Response:
-    """An operator-created incident; a signal inside the merge window joins the open one (200)."""
+@api.post(
+    "/api/v1/incidents",
+    response=wire.CreatedIncident,
+    status=201,
+    also={200: wire.CreatedIncident},
+    permission="incidents.write",
+    errors=(409,),
+    tag="incidents",
+)
+async def create_incident(request: web.Request, body: IncidentIn) -> Reply:
+    """Open an incident as an operator.
+
+    A signal inside the merge window joins the open incident: the answer is then 200 with merged true.
+    """
     who = principal(request)
-    require(who, "incidents.write")
-    b = v.obj(await body(request), INCIDENT_FIELDS)
-    type_ = v.choice(b, "type", INCIDENT_TYPES)
-    service = v.choice(b, "service", tuple(CATALOGUE)) if "service" in b else None
-    if type_ == "service_request" and service is None:
+    if body.type == "service_request" and body.service is None:
         raise ValidationError("a service request needs a catalogue service", field="service")
-    location = None
-    if "location" in b:
-        loc = v.obj(b["location"], ("lat", "lon"), where="location")
-        location = {"lat": v.number(loc, "lat", -90, 90), "lon": v.number(loc, "lon", -180, 180)}
     out, merged = await _dispatch(request).create(
-        elder_id=v.req_string(b, "elder_id", max_len=40),
+        elder_id=body.elder_id,
         actor=who.user_id,
-        type_=type_,
+        type_=body.type,
         source="operator",
-        severity=v.choice(b, "severity", SEVERITIES) if "severity" in b else None,
-        service=service,
-        location=location,
-        detail={"note": v.string(b, "note", max_len=1000, required=False)},
+        severity=body.severity,
+        service=body.service,
+        location=body.location.model_dump() if body.location else None,
+        detail={"note": body.note},
     )
-    return json_response({**out, "merged": merged}, status=200 if merged else 201)
+    return Reply(wire.CreatedIncident.model_validate({**out, "merged": merged}), 200 if merged else 201)
 
 
-@routes.post("/api/v1/incidents/{id}/acknowledge")
-async def acknowledge(request: web.Request) -> web.Response:
-    who = principal(request)
-    require(who, "incidents.write")
-    return json_response(await _dispatch(request).acknowledge(request.match_info["id"], who.user_id))
+_ACTION = {"permission": "incidents.write", "errors": (409,), "tag": "incidents"}
 
 
-@routes.post("/api/v1/incidents/{id}/dispatch")
-async def dispatch_incident(request: web.Request) -> web.Response:
-    who = principal(request)
-    require(who, "incidents.write")
-    b = v.obj(await body(request), ("provider_id", "service", "timeout_s")) if request.can_read_body else {}
+@api.post("/api/v1/incidents/{id}/acknowledge", response=wire.IncidentWithOffers, **_ACTION)
+async def acknowledge(request: web.Request) -> wire.IncidentWithOffers:
+    """An operator takes the incident; a second acknowledgement changes nothing."""
+    out = await _dispatch(request).acknowledge(request.match_info["id"], principal(request).user_id)
+    return wire.IncidentWithOffers.model_validate(out)
+
+
+@api.post("/api/v1/incidents/{id}/dispatch", response=wire.IncidentWithOffers, **_ACTION)
+async def dispatch_incident(request: web.Request, body: DispatchIn | None) -> wire.IncidentWithOffers:
+    """Offer the incident to a provider: the one named, or the nearest suitable."""
+    body = body or DispatchIn()
     out = await _dispatch(request).dispatch(
         request.match_info["id"],
-        who.user_id,
-        provider_id=v.string(b, "provider_id", max_len=40, required=False),
-        service=v.choice(b, "service", tuple(CATALOGUE)) if "service" in b else None,
-        timeout_s=v.integer(b, "timeout_s", 5, 86_400, default=60),
+        principal(request).user_id,
+        provider_id=body.provider_id,
+        service=body.service,
+        timeout_s=body.timeout_s,
     )
-    return json_response(out)
+    return wire.IncidentWithOffers.model_validate(out)
 
 
-async def _close(request: web.Request, status: str) -> web.Response:
-    who = principal(request)
-    require(who, "incidents.write")
-    b = v.obj(await body(request), ("note",)) if request.can_read_body else {}
-    note = v.string(b, "note", max_len=1000, required=False)
-    if status == "cancelled" and not note:
-        raise ValidationError("say why the incident is cancelled (a false alarm, ...)", field="note")
-    return json_response(
-        await _dispatch(request).close(request.match_info["id"], who.user_id, status=status, note=note)
+@api.post("/api/v1/incidents/{id}/resolve", response=wire.IncidentWithOffers, **_ACTION)
+async def resolve(request: web.Request, body: ResolveIn | None) -> wire.IncidentWithOffers:
+    """Close the incident as resolved; open offers are withdrawn."""
+    note = body.note if body else None
+    out = await _dispatch(request).close(
+        request.match_info["id"], principal(request).user_id, status="resolved", note=note
     )
+    return wire.IncidentWithOffers.model_validate(out)
 
 
-@routes.post("/api/v1/incidents/{id}/resolve")
-async def resolve(request: web.Request) -> web.Response:
-    return await _close(request, "resolved")
+@api.post("/api/v1/incidents/{id}/cancel", response=wire.IncidentWithOffers, **_ACTION)
+async def cancel(request: web.Request, body: CancelIn) -> wire.IncidentWithOffers:
+    """Close the incident as cancelled (a false alarm, ...); the note says why."""
+    out = await _dispatch(request).close(
+        request.match_info["id"], principal(request).user_id, status="cancelled", note=body.note
+    )
+    return wire.IncidentWithOffers.model_validate(out)
 
 
-@routes.post("/api/v1/incidents/{id}/cancel")
-async def cancel(request: web.Request) -> web.Response:
-    return await _close(request, "cancelled")
-
-
-@routes.get("/api/v1/incidents/{id}/decisions")
-async def decisions(request: web.Request) -> web.Response:
+@api.get(
+    "/api/v1/incidents/{id}/decisions",
+    response=wire.Page[wire.RoutingDecision],
+    permission="decisions.read",
+    tag="incidents",
+)
+async def decisions(request: web.Request, query: PageQuery) -> wire.Page[wire.RoutingDecision]:
     """Every stored ranking for an incident, with each candidate's keys and reasons."""
-    require(principal(request), "decisions.read")
     stmt = (
         select(RoutingDecision)
         .where(RoutingDecision.incident_id == request.match_info["id"])
         .order_by(RoutingDecision.id)
     )
-    return await listing(request, stmt, decision_view)
+    return await listing(request, stmt, query, wire.RoutingDecision.model_validate)
 
 
-@routes.post("/api/v1/incidents/{id}/family/confirm")
-async def family_confirm(request: web.Request) -> web.Response:
+@api.post(
+    "/api/v1/incidents/{id}/family/confirm",
+    response=FamilyConfirmed,
+    permission="family.confirm",
+    errors=(409,),
+    tag="family",
+)
+async def family_confirm(request: web.Request) -> FamilyConfirmed:
     """A family account says "I'm on my way" for its own elder's incident."""
     who = principal(request)
-    require(who, "family.confirm")
     out = await _dispatch(request).family_confirm(request.match_info["id"], who.user_id, elder_id=who.elder_id)
-    return json_response({"id": out["id"], "family_confirmed_at": out["family_confirmed_at"]})
+    return FamilyConfirmed.model_validate(out)
 
 
-@routes.get("/api/v1/family/confirm")
+@api.get("/api/v1/family/confirm", public=True, media="text/html", errors=(400, 403, 409), tag="family")
 async def family_link_page(request: web.Request) -> web.Response:
-    """The signed link from an alert. GET only shows a button: link previewers fetch GETs,
-    and a preview must not tell the operators that someone is on the way."""
+    """The signed link from an alert: a page with one button.
+
+    GET only shows the button: link previewers fetch GETs, and a preview must not tell the
+    operators that someone is on the way.
+    """
     family_links(request).verify(request.query, now=datetime.now(UTC))
     form = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(request.query[k])}">' for k in "icse")
     html = (
@@ -299,8 +265,9 @@ async def family_link_page(request: web.Request) -> web.Response:
     return web.Response(text=html, content_type="text/html")
 
 
-@routes.post("/api/v1/family/confirm")
-async def family_link_confirm(request: web.Request) -> web.Response:
+@api.post("/api/v1/family/confirm", response=FamilyConfirmed, public=True, errors=(400, 403, 409), tag="family")
+async def family_link_confirm(request: web.Request) -> web.StreamResponse | FamilyConfirmed:
+    """The button of the signed link (the link's parameters, in the query or a form)."""
     params: dict[str, str] = dict(request.query)
     if not params and request.can_read_body:
         form = await request.post()
@@ -309,110 +276,133 @@ async def family_link_confirm(request: web.Request) -> web.Response:
     out = await _dispatch(request).family_confirm(incident_id, f"contact:{contact_id}", contact_id=contact_id)
     if "text/html" in request.headers.get("accept", ""):
         return web.Response(text='<!doctype html><meta charset="utf-8"><p>已收到，谢谢。</p>', content_type="text/html")
-    return json_response({"id": out["id"], "family_confirmed_at": out["family_confirmed_at"]})
+    return FamilyConfirmed.model_validate(out)
 
 
 # -- provider apps ----------------------------------------------------------------------
 
 
-@routes.get("/api/v1/provider/offers")
-async def provider_offers(request: web.Request) -> web.Response:
+@api.get("/api/v1/provider/offers", response=wire.Page[wire.Offer], permission="offers.respond", tag="provider app")
+async def provider_offers(request: web.Request, query: OfferQuery) -> wire.Page[wire.Offer]:
+    """The calling provider's offers, newest first (open ones unless status says otherwise)."""
     who = principal(request)
-    require(who, "offers.respond")
     stmt = select(Offer).where(Offer.provider_id == (who.provider_id or "")).order_by(Offer.offered_at.desc(), Offer.id)
-    status = request.query.get("status", "offered")
-    if status != "all":
-        stmt = stmt.where(Offer.status.in_(status.split(",")))
-    return await listing(request, stmt, offer_view)
+    if query.status != "all":
+        stmt = stmt.where(Offer.status.in_(query.status.split(",")))
+    return await listing(request, stmt, query, wire.Offer.model_validate)
 
 
-async def _respond(request: web.Request, action: str) -> web.Response:
+def _provider_id(request: web.Request) -> str:
     who = principal(request)
-    require(who, "offers.respond")
     if who.provider_id is None:
         raise ValidationError("this account is not linked to a provider")
-    b = (
-        v.obj(await body(request), ("reason",) if action in ("accept", "decline") else ("lat", "lon"))
-        if request.can_read_body
-        else {}
-    )
-    offer_id = request.match_info["id"]
-    svc = _dispatch(request)
-    if action in ("accept", "decline"):
-        reason = v.string(b, "reason", max_len=500, required=False)
-        out = await svc.respond(offer_id, who.provider_id, who.user_id, accept=action == "accept", reason=reason)
-    else:
-        location = None
-        if "lat" in b or "lon" in b:
-            location = {"lat": v.number(b, "lat", -90, 90), "lon": v.number(b, "lon", -180, 180)}
-        out = await svc.progress(offer_id, who.provider_id, who.user_id, step=action, location=location)
+    return who.provider_id
+
+
+def _answer(out: dict[str, Any], offer_id: str) -> OfferAnswer:
     offer = next(o for o in out["offers"] if o["id"] == offer_id)
-    return json_response({"offer": offer, "incident": {"id": out["id"], "status": out["status"]}})
+    return OfferAnswer.model_validate({"offer": offer, "incident": {"id": out["id"], "status": out["status"]}})
 
 
-def _offer_route(action: str) -> None:
-    async def handler(request: web.Request) -> web.Response:
-        return await _respond(request, action)
-
-    handler.__name__ = f"offer_{action}"
-    routes.post(f"/api/v1/offers/{{id}}/{action}")(handler)
+_OFFER = {"response": OfferAnswer, "permission": "offers.respond", "errors": (409,), "tag": "provider app"}
 
 
-for _action in ("accept", "decline", "en_route", "on_scene", "done"):
-    _offer_route(_action)
+async def _reply(request: web.Request, *, accept: bool, body: ReasonIn | None) -> OfferAnswer:
+    offer_id = request.match_info["id"]
+    out = await _dispatch(request).respond(
+        offer_id, _provider_id(request), principal(request).user_id, accept=accept, reason=body.reason if body else None
+    )
+    return _answer(out, offer_id)
+
+
+@api.post("/api/v1/offers/{id}/accept", **_OFFER)
+async def offer_accept(request: web.Request, body: ReasonIn | None) -> OfferAnswer:
+    """The provider takes the job."""
+    return await _reply(request, accept=True, body=body)
+
+
+@api.post("/api/v1/offers/{id}/decline", **_OFFER)
+async def offer_decline(request: web.Request, body: ReasonIn | None) -> OfferAnswer:
+    """The provider declines; the next candidate is offered the job."""
+    return await _reply(request, accept=False, body=body)
+
+
+async def _progress(request: web.Request, step: str, body: ProgressIn | None) -> OfferAnswer:
+    location = None
+    if body is not None and (body.lat is not None or body.lon is not None):
+        if body.lat is None or body.lon is None:
+            raise ValidationError("give both lat and lon", field="lat" if body.lat is None else "lon")
+        location = {"lat": body.lat, "lon": body.lon}
+    offer_id = request.match_info["id"]
+    out = await _dispatch(request).progress(
+        offer_id, _provider_id(request), principal(request).user_id, step=step, location=location
+    )
+    return _answer(out, offer_id)
+
+
+@api.post("/api/v1/offers/{id}/en_route", **_OFFER)
+async def offer_en_route(request: web.Request, body: ProgressIn | None) -> OfferAnswer:
+    """The provider is on the way (optionally with its position)."""
+    return await _progress(request, "en_route", body)
+
+
+@api.post("/api/v1/offers/{id}/on_scene", **_OFFER)
+async def offer_on_scene(request: web.Request, body: ProgressIn | None) -> OfferAnswer:
+    """The provider is with the elder."""
+    return await _progress(request, "on_scene", body)
+
+
+@api.post("/api/v1/offers/{id}/done", **_OFFER)
+async def offer_done(request: web.Request, body: ProgressIn | None) -> OfferAnswer:
+    """The provider has finished."""
+    return await _progress(request, "done", body)
 
 
 # -- policies -----------------------------------------------------------------------------
 
 
-@routes.get("/api/v1/policies")
-async def list_policies(request: web.Request) -> web.Response:
-    require(principal(request), "policies.read")
+@api.get("/api/v1/policies", response=wire.Page[wire.Policy], permission="policies.read", tag="policies")
+async def list_policies(request: web.Request, query: PolicyQuery) -> wire.Page[wire.Policy]:
+    """Escalation policies, every version, newest version first per name."""
     stmt = select(EscalationPolicy).order_by(EscalationPolicy.name, EscalationPolicy.version.desc())
-    if name := request.query.get("name"):
-        stmt = stmt.where(EscalationPolicy.name == name)
-    return await listing(request, stmt, policy_view)
+    if query.name:
+        stmt = stmt.where(EscalationPolicy.name == query.name)
+    return await listing(request, stmt, query, wire.Policy.model_validate)
 
 
-@routes.post("/api/v1/policies")
-async def create_policy(request: web.Request) -> web.Response:
+@api.post(
+    "/api/v1/policies",
+    response=wire.Policy,
+    status=201,
+    permission="policies.write",
+    errors=(409,),
+    tag="policies",
+)
+async def create_policy(request: web.Request, body: PolicyIn) -> wire.Policy:
     """A new policy, or a new version of an existing one: running incidents keep their snapshot."""
     who = principal(request)
-    require(who, "policies.write")
-    b = v.obj(await body(request), POLICY_FIELDS)
-    name = v.req_string(b, "name", max_len=64)
     try:
-        tracks = parse_tracks(b.get("tracks"))
+        tracks = parse_tracks(body.tracks)
     except PolicyError as exc:
         raise ValidationError(str(exc), field="tracks") from exc
-    types, severities = b.get("types", []), b.get("severities", [])
-    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-        raise ValidationError("types must be a list of incident types", field="types")
-    if not isinstance(severities, list) or any(s not in SEVERITIES for s in severities):
-        raise ValidationError(f"severities must be a list of {', '.join(SEVERITIES)}", field="severities")
     async with request.app[SERVICES].sm() as session:
         try:
             async with session.begin():
                 latest = await session.scalar(
-                    select(func.max(EscalationPolicy.version)).where(EscalationPolicy.name == name)
+                    select(func.max(EscalationPolicy.version)).where(EscalationPolicy.name == body.name)
                 )
                 policy = EscalationPolicy(
-                    name=name,
+                    **body.model_dump(exclude={"tracks"}),
                     version=(latest or 0) + 1,
-                    description=v.string(b, "description", max_len=500, required=False) or "",
-                    types=types,
-                    severities=severities,
-                    priority=v.integer(b, "priority", -1000, 1000, default=0),
                     tracks=tracks,
-                    active=bool(b.get("active", True)),
                     created_by=who.user_id,
                 )
                 session.add(policy)
                 await session.flush()
-                audit(session, who, "policy.create", "policy", f"{name}@{policy.version}")
-                out = policy_view(policy)
+                audit(session, who, "policy.create", "policy", f"{body.name}@{policy.version}")
+                out = wire.Policy.model_validate(policy)
         except IntegrityError as exc:
-            raise ConflictError(f"policy {name} was changed at the same time; retry") from exc
+            raise ConflictError(f"policy {body.name} was changed at the same time; retry") from exc
     if (dispatch := request.app[SERVICES].dispatch) is not None:
         dispatch.escalator.policies.invalidate()  # other instances follow within the book's TTL
-    return json_response(out, status=201)
+    return out

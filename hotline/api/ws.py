@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import BaseModel
 
 from hotline.auth import Principal
 from hotline.bus import seq_key
+from hotline.core.messages import FeedError, Hello, Pong, Resync
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,10 @@ def visible(principal: Principal, message: dict[str, Any]) -> bool:
     incident = message.get("incident") or {}
     elder_id = message.get("elder_id") or elder.get("id") or incident.get("elder_id")
     return principal.role == "family" and elder_id is not None and elder_id == principal.elder_id
+
+
+async def _send(ws: web.WebSocketResponse, message: BaseModel) -> None:
+    await ws.send_str(message.model_dump_json())
 
 
 class ConsoleHub:
@@ -100,7 +106,7 @@ class ConsoleHub:
         writer: asyncio.Task[None] | None = None
         log.info("console connected user_id=%s role=%s", principal.user_id, principal.role)
         try:
-            await ws.send_json({"type": "hello", "user": principal.name, "role": principal.role})
+            await _send(ws, Hello(type="hello", user=principal.name, role=principal.role))
             since = request.query.get("since")
             if since and replay is not None:
                 await self._replay(client, since, replay)
@@ -132,18 +138,18 @@ class ConsoleHub:
         if missed:
             client.replayed_to = seq_key(missed[-1]["seq"])
         if not complete:
-            await client.ws.send_json({"type": "resync", "reason": "missed messages are no longer kept; reload"})
+            await _send(client.ws, Resync(type="resync", reason="missed messages are no longer kept; reload"))
 
     async def _on_text(self, client: _Client, data: str) -> None:
         try:
             msg = json.loads(data)
         except ValueError:
-            await client.ws.send_json({"type": "error", "error": "messages must be JSON"})
+            await _send(client.ws, FeedError(type="error", error="messages must be JSON"))
             return
         if isinstance(msg, dict) and msg.get("type") == "ping":
-            await client.ws.send_json({"type": "pong"})
+            await _send(client.ws, Pong(type="pong"))
         else:
-            await client.ws.send_json({"type": "error", "error": "unknown message type"})
+            await _send(client.ws, FeedError(type="error", error="unknown message type"))
 
     async def _writer(self, client: _Client) -> None:
         while True:

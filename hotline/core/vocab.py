@@ -23,6 +23,11 @@ class Role(StrEnum):
 CONSOLE_ROLES = frozenset({Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN})
 
 
+class Gender(StrEnum):
+    FEMALE = "F"
+    MALE = "M"
+
+
 class DeviceKind(StrEnum):
     ONE_TOUCH_PHONE = "one_touch_phone"  # 一键通
     WATCH = "watch"
@@ -208,6 +213,18 @@ class CallState(StrEnum):
     RINGING = "ringing"
     ANSWERED = "answered"
     ENDED = "ended"
+
+
+class CallOutcome(StrEnum):
+    ANSWERED = "answered"
+    ABANDONED = "abandoned"  # the caller hung up in the queue
+    TIMEOUT = "timeout"  # the queue gave up
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    CONGESTION = "congestion"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # ended while AMI was away, and nothing tells how
+    PBX_SHUTDOWN = "pbx_shutdown"  # cut by an Asterisk stop or restart: not offered, not abandoned
 
 
 class CallPurpose(StrEnum):

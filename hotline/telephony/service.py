@@ -27,6 +27,7 @@ from sqlalchemy.orm import selectinload
 
 from hotline.backoff import backoff_delay
 from hotline.bus import EventBus
+from hotline.core import wire
 from hotline.core.targets import AmiTarget
 from hotline.core.vocab import CONSOLE_ROLES, CallState
 from hotline.metrics import latency_histogram
@@ -44,7 +45,6 @@ from hotline.telephony.errors import (
 from hotline.telephony.lifecycle import CALL
 from hotline.telephony.link import AmiLink
 from hotline.telephony.tracker import Call, CallTracker, Change
-from hotline.views import call_record_view, device_view, elder_view, incident_view
 
 log = logging.getLogger(__name__)
 
@@ -284,9 +284,9 @@ class TelephonyService:
                 if contact is not None:
                     matched.update(name=contact.name, relation=contact.relation)
             return {
-                "elder": elder_view(elder),
-                "devices": [device_view(d) for d in elder.devices],
-                "recent_incidents": [incident_view(i) for i in recent],
+                "elder": wire.dump(wire.Elder, elder),
+                "devices": [wire.dump(wire.Device, d) for d in elder.devices],
+                "recent_incidents": [wire.dump(wire.Incident, i) for i in recent],
                 "matched_by": matched,
                 "other_elders": sorted({p.elder_id for p in entries} - {elder.id}),
             }
@@ -407,7 +407,7 @@ class TelephonyService:
                 )
                 if existing is None:
                     raise
-                return call_record_view(existing)
+                return wire.dump(wire.CallRecord, existing)
         self.tracker.expect_outbound(
             chan_id, record.id, number, time.time(), queue=s.ami_queue, via_operator=bool(operator_extension)
         )
@@ -453,13 +453,13 @@ class TelephonyService:
                     CALL.fire(row, "end")
                     row.outcome, row.ended_at = "failed", datetime.now(UTC)
             row.detail = detail
-            return call_record_view(row)
+            return wire.dump(wire.CallRecord, row)
 
     async def call_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
         """The call placed under ``idempotency_key``, as the API shows it, or None."""
         async with self.sm() as session:
             row = await session.scalar(select(CallRecord).where(CallRecord.idempotency_key == idempotency_key))
-            return call_record_view(row) if row is not None else None
+            return wire.dump(wire.CallRecord, row) if row is not None else None
 
     async def alarm_callback(self, message: dict[str, Any]) -> None:
         """Call an alarm device's SIM back once per incident (the key makes every instance agree)."""
