@@ -259,6 +259,47 @@ async def test_a_dropped_connection_resynchronises_without_losing_or_doubling_ca
         assert "hotline_ami_logins_total 2" in await r.text()
 
 
+async def test_times_unseen_while_away_are_not_made_up_and_stay_out_of_the_service_level(
+    backend: BackendProcess, http: aiohttp.ClientSession, sim: AsteriskSim
+) -> None:
+    """Answered while AMI is away: CoreShowChannel's Duration is the agent leg's age since it
+    began ringing (../shared/ami-live/README.md), so it cannot time the answer; AgentComplete's
+    HoldTime and TalkTime can. Abandoned while away: nobody knows the wait."""
+    w = await _world(backend, http, sim)
+    op1, op2 = await _feed(http, backend, w["op1"]), await _feed(http, backend, w["op2"])
+    since = sim.now() - 1
+    x = sim.spawn(sim.inbound_call("13200000001", "戊", rings=[["op1001"]], ring_s=8, talk_s=200))
+    y = sim.spawn(sim.inbound_call("13200000002", "己", rings=[["op1002"]], ring_s=10, outcome="abandoned"))
+    await op1.wait_for("call.ringing")
+    await op2.wait_for("call.ringing")
+    sim.refuse_logins = True
+    sim.drop_connections()
+    await y  # the caller gives up while we are away
+    await eventually(lambda: _true(sim.members["op1001"].in_call))  # and op1001 answers X, unseen
+    sim.refuse_logins = False
+    await eventually(lambda: _true(sim.connected == 1), timeout=15)
+    await x
+    rows = await eventually(lambda: _two_done(http, backend, w["sup"]), timeout=15)
+    by = {r["caller_num"]: r for r in rows}
+    answered, abandoned = by["13200000001"], by["13200000002"]
+    assert (answered["outcome"], answered["member"], answered["inferred"]) == ("answered", "op1001", True)
+    assert answered["hold_s"] == pytest.approx(8, abs=1.5)  # AgentComplete's HoldTime, not the ring leg's age
+    assert answered["talk_s"] == pytest.approx(200, abs=1.5)
+    assert (abandoned["end_reason"], abandoned["inferred"]) == ("ended_while_disconnected", True)
+    assert abandoned["hold_s"] is None and abandoned["talk_s"] is None  # unknown, not invented
+    period = {"since": _iso(since), "until": _iso(sim.now() + 5)}  # PBX time runs SPEED times faster
+    async with http.get(f"{backend.url}/api/v1/stats/calls", params=period, headers=auth(w["sup"])) as r:
+        stats = await r.json()
+    assert (stats["offered"], stats["unmeasured"]) == (2, 1)
+    assert stats["answered_within"]["20"] == 1.0  # over the one call whose wait is known
+
+
+async def _two_done(http: aiohttp.ClientSession, backend: BackendProcess, token: str) -> list[dict[str, Any]]:
+    rows = await _calls(http, backend, token, direction="inbound")
+    done = len(rows) == 2 and all(r["outcome"] for r in rows)
+    return rows if done and all(r["talk_s"] for r in rows if r["outcome"] == "answered") else []
+
+
 async def _true(value: object) -> bool:
     return bool(value)
 

@@ -70,6 +70,8 @@ async def call_stats(request: web.Request, query: PeriodQuery) -> CallStats:
     answered = c.outcome == "answered"
     totals = select(
         func.count(case((finished, 1))),
+        # Ended or answered while AMI was away: the wait is unknown, so it is no evidence either way.
+        func.count(case((and_(finished, c.hold_s.is_(None)), 1))),
         func.count(case((c.outcome == "pbx_shutdown", 1))),
         func.count(case((answered, 1))),
         func.count(case((c.outcome == "abandoned", 1))),
@@ -86,15 +88,17 @@ async def call_stats(request: web.Request, query: PeriodQuery) -> CallStats:
         .order_by(func.count().desc())
     )
     async with request.app[SERVICES].sm() as session:
-        offered, cut, n_answered, abandoned, timeouts, live, w20, w60, w180, avg_wait, max_wait = (
+        offered, unmeasured, cut, n_answered, abandoned, timeouts, live, w20, w60, w180, avg_wait, max_wait = (
             await session.execute(totals)
         ).one()
         operators = (await session.execute(per_operator)).all()
         ids = [r[0] for r in operators if r[0]]
         names = dict((await session.execute(select(User.id, User.name).where(User.id.in_(ids)))).all()) if ids else {}
 
+    measured = offered - unmeasured
+
     def share(n: int) -> float | None:
-        return round(n / offered, 4) if offered else None
+        return round(n / measured, 4) if measured else None
 
     within = {"20": share(w20), "60": share(w60), "180": share(w180)}
     return CallStats.model_validate(
@@ -108,6 +112,7 @@ async def call_stats(request: web.Request, query: PeriodQuery) -> CallStats:
             "other": offered - n_answered - abandoned - timeouts,
             "in_progress": live,
             "pbx_shutdown": cut,
+            "unmeasured": unmeasured,
             "answered_within": within,
             "abandon_rate": share(abandoned),
             "avg_wait_s": round(float(avg_wait), 3) if avg_wait is not None else None,

@@ -428,6 +428,10 @@ class CallStats(BaseModel):
     other: int
     in_progress: int
     pbx_shutdown: int = Field(description="calls cut by an Asterisk stop or restart: not offered, not abandoned")
+    unmeasured: int = Field(
+        description="offered calls whose wait is unknown (they ended, or were answered, while AMI was away):"
+        " counted in offered, left out of the shares"
+    )
     answered_within: AnsweredWithin
     abandon_rate: float | None
     avg_wait_s: float | None

@@ -26,8 +26,20 @@ def _run(connection: Connection) -> None:
 async def _main() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(_run)
+        async with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # Batch mode rebuilds tables that others reference; SQLite only lets that
+                # happen with foreign keys off, and the pragma only works outside a transaction.
+                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                await conn.commit()  # SQLAlchemy began a transaction around the pragma; end it
+            async with conn.begin():
+                await conn.run_sync(_run)
+                if sqlite and (broken := (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()):
+                    raise RuntimeError(f"foreign keys broken by the migration: {broken[:5]}")
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
     finally:
         await engine.dispose()
 

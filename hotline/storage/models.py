@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -31,15 +32,24 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from hotline.core.vocab import (
     OPEN_INCIDENT_STATUSES,
+    Availability,
+    CallDirection,
+    CallOutcome,
+    CallState,
     CareLevel,
     ContactChannel,
+    DeadLetterDisposition,
     DeviceKind,
     EconomicCategory,
+    Gender,
     IncidentStatus,
+    IncidentType,
     LivingSituation,
+    OfferStatus,
     ProviderKind,
     Role,
     Severity,
+    TimerState,
     values,
 )
 
@@ -54,6 +64,45 @@ PROVIDER_KINDS = values(ProviderKind)
 INCIDENT_STATUSES = values(IncidentStatus)
 OPEN_STATUSES = tuple(str(s) for s in OPEN_INCIDENT_STATUSES)
 SEVERITIES = values(Severity)  # in rising order
+
+
+def one_of(table: str, column: str, allowed: tuple[str, ...], *, nullable: bool = False) -> CheckConstraint:
+    """The database's copy of a vocabulary: ``column`` holds one of ``allowed`` (or NULL)."""
+    values = ", ".join("'" + v.replace("'", "''") + "'" for v in allowed)
+    test = f"{column} IN ({values})"
+    return CheckConstraint(f"{column} IS NULL OR {test}" if nullable else test, name=f"ck_{table}_{column}")
+
+
+#: Every vocabulary column, and the vocabulary it holds (migration 0006 creates the same checks).
+VOCABULARY_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...], bool], ...]] = {
+    "elders": (
+        ("gender", values(Gender), False),
+        ("care_level", values(CareLevel), False),
+        ("economic_category", values(EconomicCategory), False),
+        ("living_situation", values(LivingSituation), False),
+    ),
+    "emergency_contacts": (("channel", values(ContactChannel), False),),
+    "devices": (("kind", values(DeviceKind), False),),
+    "providers": (("kind", values(ProviderKind), False), ("availability", values(Availability), False)),
+    "incidents": (
+        ("type", values(IncidentType), False),
+        ("severity", values(Severity), False),
+        ("status", values(IncidentStatus), False),
+    ),
+    "offers": (("status", values(OfferStatus), False),),
+    "escalation_timers": (("state", values(TimerState), False),),
+    "calls": (
+        ("direction", values(CallDirection), False),
+        ("state", values(CallState), False),
+        ("outcome", values(CallOutcome), True),
+    ),
+    "users": (("role", values(Role), False),),
+    "dead_letters": (("disposition", values(DeadLetterDisposition), False),),
+}
+
+
+def checks(table: str) -> tuple[CheckConstraint, ...]:
+    return tuple(one_of(table, c, allowed, nullable=n) for c, allowed, n in VOCABULARY_COLUMNS[table])
 
 
 def utcnow() -> datetime:
@@ -89,6 +138,7 @@ class Base(DeclarativeBase):
 
 class Elder(Base):
     __tablename__ = "elders"
+    __table_args__ = checks("elders")
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("eld"))
     name: Mapped[str] = mapped_column(String(64))
     gender: Mapped[str] = mapped_column(String(8))  # "F" | "M"
@@ -117,6 +167,7 @@ class Elder(Base):
 
 class EmergencyContact(Base):
     __tablename__ = "emergency_contacts"
+    __table_args__ = checks("emergency_contacts")
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
@@ -131,6 +182,7 @@ class EmergencyContact(Base):
 
 class Device(Base):
     __tablename__ = "devices"
+    __table_args__ = checks("devices")
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(24))
     elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id"), index=True)
@@ -182,6 +234,7 @@ class DeviceCommand(Base):
 
 class Provider(Base):
     __tablename__ = "providers"
+    __table_args__ = checks("providers")
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("prv"))
     name: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(24))
@@ -204,7 +257,7 @@ class Provider(Base):
 
 class Incident(Base):
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_elder_status", "elder_id", "status"),)
+    __table_args__ = (Index("ix_incidents_elder_status", "elder_id", "status"), *checks("incidents"))
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("inc"))
     elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id"))
     device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.device_id"))
@@ -262,6 +315,7 @@ class DeviceEventRecord(Base):
 
 class DeadLetter(Base):
     __tablename__ = "dead_letters"
+    __table_args__ = checks("dead_letters")
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     topic: Mapped[str] = mapped_column(String(255))
@@ -308,6 +362,7 @@ class Notification(Base):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = checks("users")
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("usr"))
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
@@ -350,7 +405,7 @@ class CallRecord(Base):
     """One row per call on the 12349 line, inbound or placed by us; keyed by Asterisk's Linkedid."""
 
     __tablename__ = "calls"
-    __table_args__ = (Index("ix_calls_direction_started", "direction", "started_at"),)
+    __table_args__ = (Index("ix_calls_direction_started", "direction", "started_at"), *checks("calls"))
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("call"))
     linkedid: Mapped[str] = mapped_column(String(64), unique=True)
     direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound
@@ -415,6 +470,7 @@ class EscalationTimer(Base):
     __table_args__ = (
         UniqueConstraint("incident_id", "track", name="uq_escalation_timers_incident_track"),
         Index("ix_escalation_timers_due", "state", "due_at"),
+        *checks("escalation_timers"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("tmr"))
     incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
@@ -450,7 +506,7 @@ class Offer(Base):
     an accepted offer then moves en_route -> on_scene -> done."""
 
     __tablename__ = "offers"
-    __table_args__ = (Index("ix_offers_provider_status", "provider_id", "status"),)
+    __table_args__ = (Index("ix_offers_provider_status", "provider_id", "status"), *checks("offers"))
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ofr"))
     incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"))

@@ -61,6 +61,9 @@ class Call:
     transferred_to: str | None = None
     hangup_requested: bool = False
     inferred: bool = False  # some timings estimated after a reconnect
+    # Answered while AMI was away: the answer time is unknown (CoreShowChannel's Duration is
+    # the agent leg's age since it began *ringing*), until AgentComplete's HoldTime says it.
+    answered_unseen: bool = False
     ringing: dict[str, float] = field(default_factory=dict)  # member ext -> ring start
     leg_member: dict[str, str] = field(default_factory=dict)  # agent leg uniqueid -> member ext
     answering: str | None = None  # the member whose DialEnd ANSWER came; the others were answered elsewhere
@@ -143,9 +146,11 @@ class CallTracker:
         call.outcome, call.ended_ts = outcome, ts
         if call.end_reason is None:
             call.end_reason = reason
-        if call.answered_ts is not None:
+        if reason == "ended_while_disconnected":
+            pass  # it ended at some unseen moment: no talk or hold time is made up from ``ts``
+        elif call.answered_ts is not None:
             call.talk_s = max(0.0, ts - call.answered_ts)
-        elif call.queued_ts is not None and call.hold_s is None:
+        elif call.queued_ts is not None and call.hold_s is None and not call.answered_unseen:
             call.hold_s = max(0.0, ts - call.queued_ts)
         call.ringing.clear()
         self.calls.pop(call.linkedid, None)
@@ -265,14 +270,18 @@ class CallTracker:
             return out
         if isinstance(e, ev.AgentComplete):
             call = self._live(e.linkedid)
+            corrected = self._complete_unseen(call or self._ended.get(e.linkedid), e)
             if call is not None and call.state == "answered":
                 if e.reason == "transfer":
                     call.end_reason = "transfer"
                     out.append(Change("updated", call))
                 else:
                     out.append(self._finish(call, e.ts, "answered", e.reason or "hangup"))
-            elif (done := self._ended.get(e.linkedid)) is not None and done.end_reason == "hangup" and e.reason:
-                done.end_reason = e.reason  # AgentComplete after the Hangup: the better reason
+            elif (done := self._ended.get(e.linkedid)) is not None and (
+                (done.end_reason == "hangup" and e.reason) or corrected
+            ):
+                if done.end_reason == "hangup" and e.reason:
+                    done.end_reason = e.reason  # AgentComplete after the Hangup: the better reason
                 out.append(Change("updated", done))
             return out
         if isinstance(e, ev.Transfer):
@@ -419,11 +428,25 @@ class CallTracker:
         return out
 
     def _answered_while_away(self, call: Call, agent: ev.CoreShowChannel, now_ts: float) -> list[Change]:
+        """Answered while we were away: who answered is known, when is not. The hold and
+        talk times stay unknown (and out of the service level) until AgentComplete."""
         ext = interface_ext(channel_interface(agent.channel))
         call.ringing.clear()
         call.inferred = True
         CALL.fire(call, "answer")
         call.member, call.member_name = ext, ext
-        call.answered_ts = now_ts - (agent.duration_s or 0)
-        call.hold_s = max(0.0, call.answered_ts - (call.queued_ts or call.answered_ts))
+        call.answered_unseen = True
         return [Change("answered", call, ext, ext)]
+
+    @staticmethod
+    def _complete_unseen(call: Call | None, e: ev.AgentComplete) -> bool:
+        """AgentComplete carries Asterisk's own HoldTime and TalkTime: the figures a call
+        answered while we were away lacks. True when it filled them in."""
+        if call is None or not call.answered_unseen or e.hold_time is None:
+            return False
+        call.hold_s = float(e.hold_time)
+        if e.talk_time is not None:
+            call.talk_s = float(e.talk_time)
+            call.answered_ts = e.ts - e.talk_time
+        call.answered_unseen = False
+        return True
