@@ -30,6 +30,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "calls.read": CONSOLE_ROLES,
     "calls.write": CONSOLE_ROLES,
     "calls.stats": frozenset({"dispatcher", "supervisor", "admin"}),
+    "agents.read": CONSOLE_ROLES,
+    # An operator may pause and unpause their own extension; supervisors anyone's.
+    "agents.pause": frozenset({"operator", "supervisor", "admin"}),
     "incidents.write": CONSOLE_ROLES,
     "decisions.read": CONSOLE_ROLES,
     "providers.read": CONSOLE_ROLES,

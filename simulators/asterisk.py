@@ -56,6 +56,9 @@ class Member:
     interface: str
     in_call: bool = False
     calls_taken: int = 0
+    paused: bool = False
+    paused_reason: str = ""
+    last_pause: int = 0  # epoch seconds of the pause's start, as Asterisk reports LastPause
 
 
 @dataclass(eq=False)
@@ -67,6 +70,19 @@ class _Session:
 
 
 _STATE_CODES = {"Down": 0, "Ring": 4, "Ringing": 5, "Up": 6}
+
+
+def _bridge(bridge_id: str, channels: int) -> list[tuple[str, object]]:
+    """A basic two-party bridge's fields, as Asterisk 20 sends them in every Bridge* event."""
+    return [
+        ("BridgeUniqueid", bridge_id),
+        ("BridgeType", "basic"),
+        ("BridgeTechnology", "simple_bridge"),
+        ("BridgeCreator", "<unknown>"),
+        ("BridgeName", "<unknown>"),
+        ("BridgeNumChannels", channels),
+        ("BridgeVideoSourceMode", "none"),
+    ]
 
 
 def _hms(seconds: float) -> str:
@@ -230,7 +246,18 @@ class AsteriskSim:
                 session.logged_in = True
                 self.logins += 1
                 await self._respond(session, action, [("Response", "Success"), ("Message", "Authentication accepted")])
-                await self._write(session, encode_frame([("Event", "FullyBooted"), ("Privilege", "system,all")]))
+                await self._write(
+                    session,
+                    encode_frame(
+                        [
+                            ("Event", "FullyBooted"),
+                            ("Privilege", "system,all"),
+                            ("Uptime", int(self.now() - self._t0)),
+                            ("LastReload", int(self.now() - self._t0)),
+                            ("Status", "Fully Booted"),
+                        ]
+                    ),
+                )
             else:
                 await self._respond(session, action, [("Response", "Error"), ("Message", "Authentication failed")])
             return
@@ -250,8 +277,47 @@ class AsteriskSim:
             await self._core_show_channels(session, action)
         elif name == "originate":
             await self._originate(session, action)
+        elif name == "queuepause":
+            await self._queue_pause(session, action)
         else:
             await self._respond(session, action, [("Response", "Error"), ("Message", "Invalid/unknown command")])
+
+    def member_pairs(self, m: Member, *, listing: bool = False) -> list[tuple[str, object]]:
+        """A member's fields as Asterisk 20 sends them: in QueueMemberStatus and
+        QueueMemberPause, or (``listing``) in a QueueStatus answer, which names two of them
+        differently and has no Ringinuse."""
+        pairs: list[tuple[str, object]] = [
+            ("Queue", self.queue),
+            ("Name" if listing else "MemberName", m.name),
+            ("Location" if listing else "Interface", m.interface),
+            ("StateInterface", m.interface),
+            ("Membership", "static"),
+            ("Penalty", 0),
+            ("CallsTaken", m.calls_taken),
+            ("LastCall", 0),
+            ("LastPause", m.last_pause),
+            ("LoginTime", int(self._t0)),
+            ("InCall", int(m.in_call)),
+            ("Status", 2 if m.in_call else 1),
+            ("Paused", int(m.paused)),
+            ("PausedReason", m.paused_reason),
+            ("Ringinuse", 0),
+            ("Wrapuptime", 0),
+        ]
+        return [p for p in pairs if not (listing and p[0] == "Ringinuse")]
+
+    async def _queue_pause(self, session: _Session, action: dict[str, str]) -> None:
+        """``QueuePause``: Interface, Paused (true/false), optional Queue and Reason."""
+        m = next((x for x in self.members.values() if x.interface == action.get("Interface")), None)
+        if m is None or action.get("Queue", self.queue) != self.queue:
+            await self._respond(session, action, [("Response", "Error"), ("Message", "Interface not found")])
+            return
+        paused = action.get("Paused", "").lower() in ("true", "yes", "1", "on")
+        m.paused, m.paused_reason = paused, action.get("Reason", "") if paused else ""
+        m.last_pause = int(self.now()) if paused else m.last_pause
+        word = "paused" if paused else "unpaused"
+        await self._respond(session, action, [("Response", "Success"), ("Message", f"Interface {word} successfully")])
+        await self.emit("QueueMemberPause", self.member_pairs(m))
 
     # -- events ------------------------------------------------------------------------
 
@@ -307,7 +373,8 @@ class AsteriskSim:
     async def _hangup(self, c: Chan, cause: int = 16) -> None:
         self.channels.pop(c.uniqueid, None)
         text = {16: "Normal Clearing", 17: "User busy", 19: "No answer", 34: "Circuit/channel congestion"}
-        await self.emit("Hangup", [*self.chan_headers(c), ("Cause", cause), ("Cause-txt", text.get(cause, ""))])
+        tech = [("TechCause", 486)] if cause == 17 else []  # SIP 486 Busy Here, as PJSIP reports it
+        await self.emit("Hangup", [*self.chan_headers(c), ("Cause", cause), ("Cause-txt", text.get(cause, "")), *tech])
 
     def _queue_pairs(self, caller: Chan) -> list[tuple[str, object]]:
         return [*self.chan_headers(caller), ("Queue", self.queue)]
@@ -455,9 +522,10 @@ class AsteriskSim:
         answered = self.now()
         bridge = f"bridge-{caller.uniqueid}"
         caller.bridge = agent.bridge = bridge
-        await self.emit("BridgeCreate", [("BridgeUniqueid", bridge), ("BridgeType", "basic")])
-        await self.emit("BridgeEnter", [("BridgeUniqueid", bridge), *self.chan_headers(agent)])
-        await self.emit("BridgeEnter", [("BridgeUniqueid", bridge), *self.chan_headers(caller)])
+        await self.emit("BridgeCreate", _bridge(bridge, 0))
+        await self.emit("BridgeEnter", [*_bridge(bridge, 1), *self.chan_headers(agent)])
+        await self.emit("BridgeEnter", [*_bridge(bridge, 2), *self.chan_headers(caller)])
+        await self.emit("QueueMemberStatus", self.member_pairs(m))
         await self.sleep(talk_s)
         m.in_call = False
         m.calls_taken += 1
@@ -479,9 +547,11 @@ class AsteriskSim:
             await self._hangup(caller)
             return
         await self.emit("HangupRequest", self.chan_headers(caller))
-        await self.emit("BridgeLeave", [("BridgeUniqueid", bridge), *self.chan_headers(caller)])
+        await self.emit("BridgeLeave", [*_bridge(bridge, 1), *self.chan_headers(caller)])
         await self._complete(caller=caller, agent=agent, m=m, joined=joined, answered=answered, reason="caller")
-        await self.emit("BridgeLeave", [("BridgeUniqueid", bridge), *self.chan_headers(agent)])
+        await self.emit("BridgeLeave", [*_bridge(bridge, 0), *self.chan_headers(agent)])
+        await self.emit("BridgeDestroy", _bridge(bridge, 0))
+        await self.emit("QueueMemberStatus", self.member_pairs(m))
         await self._hangup(caller)
         await self._hangup(agent)
 
@@ -512,24 +582,18 @@ class AsteriskSim:
                 ("Max", 0),
                 ("Strategy", "ringall"),
                 ("Calls", len(self.waiting)),
+                ("Holdtime", 0),
+                ("TalkTime", 0),
+                ("Completed", sum(m.calls_taken for m in self.members.values())),
+                ("Abandoned", 0),
                 ("ServiceLevel", 60),
+                ("ServicelevelPerf", 100.0),
+                ("ServicelevelPerf2", 100.0),
+                ("Weight", 0),
             ]
         ]
         for m in self.members.values():
-            items.append(
-                [
-                    ("Event", "QueueMember"),
-                    ("Queue", self.queue),
-                    ("Name", m.name),
-                    ("Location", m.interface),
-                    ("StateInterface", m.interface),
-                    ("Membership", "static"),
-                    ("CallsTaken", m.calls_taken),
-                    ("InCall", int(m.in_call)),
-                    ("Status", 2 if m.in_call else 1),
-                    ("Paused", 0),
-                ]
-            )
+            items.append([("Event", "QueueMember"), *self.member_pairs(m, listing=True)])
         for pos, uid in enumerate(self.waiting, 1):
             c = self.channels[uid]
             items.append(
@@ -541,13 +605,17 @@ class AsteriskSim:
                     ("Uniqueid", c.uniqueid),
                     ("CallerIDNum", c.caller_num),
                     ("CallerIDName", c.caller_name),
+                    ("ConnectedLineNum", "unknown"),  # so, without angle brackets, in a real QueueEntry
+                    ("ConnectedLineName", "unknown"),
                     ("Wait", int(self.now() - c.created)),
                     ("Priority", 0),
                 ]
             )
         for pairs in items:
             await self._write(
-                session, encode_frame([pairs[0], ("ActionID", aid), ("Timestamp", f"{self.now():.6f}"), *pairs[1:]])
+                # Response-list events carry no Timestamp and no Privilege (../shared/ami-live/README.md).
+                session,
+                encode_frame([*pairs, ("ActionID", aid)]),
             )
         await self._write(
             session,
@@ -573,7 +641,6 @@ class AsteriskSim:
                     [
                         ("Event", "CoreShowChannel"),
                         ("ActionID", aid),
-                        ("Timestamp", f"{self.now():.6f}"),
                         *self.chan_headers(c),
                         ("BridgeId", c.bridge),
                         ("Application", c.application),
@@ -637,7 +704,7 @@ class AsteriskSim:
             chan.state = "Up"
             await self.emit("Newstate", self.chan_headers(chan))
         elif outcome == "busy":
-            await self.emit("HangupRequest", [*self.chan_headers(chan), ("Cause", 17)])
+            await self.emit("HangupRequest", [*self.chan_headers(chan), ("Cause", 17), ("TechCause", 486)])
             await self.emit("DialEnd", [*self.chan_headers(chan, "Dest"), ("DialStatus", "BUSY")])
             reason = 0
         if sync_session is not None:
@@ -658,8 +725,6 @@ class AsteriskSim:
                     ("Channel", chan.name),
                     ("Context", chan.context),
                     ("Exten", chan.exten),
-                    ("Application", ""),
-                    ("Data", ""),
                     ("Reason", reason),
                     ("Uniqueid", chan.uniqueid),
                     ("CallerIDNum", number),
@@ -681,7 +746,7 @@ class AsteriskSim:
         await self.sleep(1.0)
         status = {"answer": "ANSWER", "busy": "BUSY", "noanswer": "NOANSWER", "congestion": "CONGESTION"}[outcome]
         if status == "BUSY":
-            await self.emit("HangupRequest", [*self.chan_headers(far), ("Cause", 17)])
+            await self.emit("HangupRequest", [*self.chan_headers(far), ("Cause", 17), ("TechCause", 486)])
         await self.emit(
             "DialEnd", [*self.chan_headers(operator_leg), *self.chan_headers(far, "Dest"), ("DialStatus", status)]
         )

@@ -78,3 +78,16 @@ async def test_transfer_and_ringall() -> None:
         "transfer",
     )
     assert call.talk_s == pytest.approx(11, abs=0.6)  # 10 s with the operator, 1 s after the transfer
+
+
+def test_a_resync_leaves_alone_a_call_whose_originate_has_not_gone_out() -> None:
+    """An emergency call queued while AMI was down is tracked before it is sent; the resync on
+    the reconnect used to finish it as unknown for having no channel, and the caller dialled 120
+    again once the first Originate had gone out after all."""
+    tracker = CallTracker()
+    tracker.expect_outbound("hl-1", "call_1", "120", 1000.0)
+    assert tracker.resync([], [], 1010.0) == []  # still waiting for the link
+    assert "hl-1" in tracker.calls
+    tracker.mark_sent("hl-1")
+    [ended] = tracker.resync([], [], 1020.0)  # sent, and no channel: it ended unseen
+    assert (ended.kind, ended.call.end_reason) == ("ended", "ended_while_disconnected")

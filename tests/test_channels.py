@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -177,3 +178,47 @@ async def _voice_delivered(running: Running) -> bool:
     async with running.app[SERVICES].sm() as session:
         status = await session.scalar(select(Notification.status).where(Notification.channel == "voice"))
     return status == "delivered"
+
+
+class _Placer:
+    """Telephony as VoiceSender sees it: the records of earlier attempts, and what it dials."""
+
+    def __init__(self, previous: dict[str, Any] | None) -> None:
+        self.previous = previous
+        self.dialled: list[str] = []
+
+    async def call_out(self, *, number: str, idempotency_key: str | None = None, **_: Any) -> dict[str, Any]:
+        self.dialled.append(idempotency_key or "")
+        return {"state": "dialing"}
+
+    async def call_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
+        return self.previous
+
+
+@pytest.mark.parametrize(
+    ("previous", "dials"),
+    [
+        ({"state": "originating"}, False),  # sent, answer lost: the PBX may be dialling already
+        ({"state": "dialing"}, False),  # it got through
+        ({"state": "ended", "outcome": "failed"}, True),  # never placed: try again
+        (None, True),
+    ],
+)
+async def test_an_emergency_call_whose_outcome_is_unknown_is_not_dialled_twice(
+    previous: dict[str, Any] | None, dials: bool
+) -> None:
+    from dispatch.errors import DeliveryError
+    from dispatch.notify.channels import VoiceSender
+    from hotline.storage.models import Notification
+
+    n = Notification(
+        id="msg_1", channel="voice", target="120", attempts=1, payload={"deadline": "2999-01-01T00:00:00Z"}
+    )
+    placer = _Placer(previous)
+    sender = VoiceSender(placer)  # type: ignore[arg-type]
+    if previous is not None and previous["state"] == "originating":
+        with pytest.raises(DeliveryError, match="not known yet"):
+            await sender(n)
+    else:
+        await sender(n)
+    assert bool(placer.dialled) is dials

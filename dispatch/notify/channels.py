@@ -96,10 +96,14 @@ class VoiceSender:
             previous = await self._telephony.call_by_key(_attempt_key(n, n.attempts - 1))
             if previous is not None and _got_through(previous):
                 return  # the PBX took it after all (late events, or the resync found it)
-        deadline = _deadline(n)
+            if previous is not None and previous.get("state") == "originating":
+                # The Originate went out but its answer did not come back in time: the PBX
+                # may be dialling. Dialling again would ring 120 twice; the events, or the
+                # resync after a reconnect, settle it before the next attempt.
+                self._check_deadline(n)
+                raise DeliveryError("the previous attempt's outcome is not known yet; not dialling again")
+        deadline = self._check_deadline(n)
         now = datetime.now(UTC)
-        if deadline is not None and now >= deadline:
-            raise DeliveryError("the call was not placed before its deadline", permanent=True)
         wait_s = 10.0 if deadline is None else max(1.0, min(10.0, (deadline - now).total_seconds()))
         record = await self._telephony.call_out(
             number=n.target,
@@ -114,6 +118,13 @@ class VoiceSender:
             raise DeliveryError("the PBX did not confirm the call; the next attempt checks it")
         if record.get("state") == "ended" and record.get("outcome") != "answered":
             raise DeliveryError(f"call {record.get('outcome') or 'failed'}: {record.get('detail') or 'not placed'}")
+
+    @staticmethod
+    def _check_deadline(n: Notification) -> datetime | None:
+        deadline = _deadline(n)
+        if deadline is not None and datetime.now(UTC) >= deadline:
+            raise DeliveryError("the call was not placed before its deadline", permanent=True)
+        return deadline
 
 
 def _attempt_key(n: Notification, attempt: int) -> str:

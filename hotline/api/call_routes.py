@@ -12,10 +12,10 @@ from sqlalchemy.orm import selectinload
 from dispatch.incidents import Incidents
 from hotline.api.common import audit, listing
 from hotline.api.keys import SERVICES
-from hotline.api.models import CallIn, CallIncidentIn, CallQuery, CallStats, PeriodQuery
+from hotline.api.models import AgentList, CallIn, CallIncidentIn, CallQuery, CallStats, PauseIn, PeriodQuery
 from hotline.api.registry import Api, Reply, principal
 from hotline.core import wire
-from hotline.errors import NotFoundError, ValidationError
+from hotline.errors import ForbiddenError, NotFoundError, ValidationError
 from hotline.storage.models import CallRecord, Device, Elder, EmergencyContact, User
 from hotline.telephony.errors import TelephonyError
 from hotline.telephony.service import TelephonyService
@@ -254,3 +254,48 @@ async def incident_from_call(request: web.Request, body: CallIncidentIn) -> Repl
     if svc.outbox is not None:
         svc.outbox.wake()
     return Reply(out, 200 if created.merged else 201)
+
+
+# -- agents -------------------------------------------------------------------------------
+
+
+@api.get("/api/v1/agents", response=AgentList, permission="agents.read", errors=(503,), tag="calls")
+async def list_agents(request: web.Request) -> AgentList:
+    """Members of the 12349 queue: free, ringing, on a call, paused (with the reason and for
+    how long) or offline, as Asterisk last said."""
+    return AgentList(items=await _telephony(request).list_agents())
+
+
+async def _pause(request: web.Request, *, paused: bool, reason: str | None) -> wire.AgentState:
+    who = principal(request)
+    extension = request.match_info["extension"]
+    if who.role == "operator" and who.extension != extension:
+        raise ForbiddenError("an operator may pause only their own extension")
+    state = await _telephony(request).pause(extension, paused=paused, reason=reason)
+    async with request.app[SERVICES].sm() as session, session.begin():
+        audit(session, who, "agent.pause" if paused else "agent.unpause", "agent", extension, reason=reason)
+    return state
+
+
+@api.post(
+    "/api/v1/agents/{extension}/pause",
+    response=wire.AgentState,
+    permission="agents.pause",
+    errors=(503,),
+    tag="calls",
+)
+async def pause_agent(request: web.Request, body: PauseIn | None) -> wire.AgentState:
+    """Pause a queue member (QueuePause): the queue stops ringing them. Operators pause only themselves."""
+    return await _pause(request, paused=True, reason=body.reason if body else None)
+
+
+@api.post(
+    "/api/v1/agents/{extension}/unpause",
+    response=wire.AgentState,
+    permission="agents.pause",
+    errors=(503,),
+    tag="calls",
+)
+async def unpause_agent(request: web.Request) -> wire.AgentState:
+    """End a queue member's pause."""
+    return await _pause(request, paused=False, reason=None)

@@ -40,7 +40,7 @@ from hotline.core.vocab import (
     ServiceCode,
     Severity,
 )
-from hotline.core.wire import Offer, UtcTime
+from hotline.core.wire import AgentState, Offer, UtcTime
 
 MAX_OFFSET = 1_000_000_000  # databases take 64-bit offsets; past this it is a mistake, not a page
 PHONE_PATTERN = r"^\+?[0-9][0-9 ()-]{2,30}$"
@@ -388,6 +388,14 @@ class CallIncidentIn(In):
     service: ServiceCode | None = Field(None, description="required for service_request")
     elder_id: Id40 | None = Field(None, description="required when the caller was not recognised")
     note: Note | None = None
+
+
+class AgentList(BaseModel):
+    items: list[AgentState]
+
+
+class PauseIn(In):
+    reason: Text64 | None = Field(None, description="shown on the wallboard: 午餐, 培训, 小休, ...")
 
 
 class Target(BaseModel):

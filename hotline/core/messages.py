@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter
 
-from hotline.core.wire import Elder, ElderSummary, Incident, Offer
+from hotline.core.wire import AgentState, Elder, ElderSummary, Incident, Offer
 
 
 class Message(BaseModel):
@@ -148,6 +148,13 @@ class WallboardCall(Message):
     call: dict[str, Any]
 
 
+class WallboardAgent(Message):
+    """A queue member's state changed (paused, on a call, free, ...)."""
+
+    type: Literal["wallboard.agent"]
+    agent: AgentState
+
+
 class Hello(BaseModel):
     """The first message on a new WebSocket."""
 
@@ -184,7 +191,8 @@ BusMessage = Annotated[
     | DeviceTest
     | CallRinging
     | CallChanged
-    | WallboardCall,
+    | WallboardCall
+    | WallboardAgent,
     Field(discriminator="type"),
 ]
 #: Everything a WebSocket client can receive.

@@ -435,3 +435,22 @@ class DeadLetterDetail(DeadLetter):
 
 def _columns(row: Any) -> dict[str, Any]:
     return {c.key: getattr(row, c.key) for c in row.__mapper__.column_attrs}
+
+
+class AgentState(Wire):
+    """A queue member on the wallboard: free, ringing, on a call, paused or offline."""
+
+    queue: str
+    extension: str
+    interface: str
+    name: str
+    state: str = Field(description="paused, on_call, ringing, free or offline")
+    device_state: str = Field(description="Asterisk's device state: not_in_use, in_use, ringing, unavailable, ...")
+    in_call: bool
+    paused: bool
+    paused_reason: str
+    paused_since: UtcTime | None
+    paused_for_s: float | None = Field(description="how long the pause has lasted, when this was read")
+    calls_taken: int | None
+    operator_id: str | None = Field(description="the console user with this extension")
+    operator_name: str | None

@@ -155,11 +155,18 @@ class OriginateResponse(AmiEvent):
 
 @dataclass(frozen=True, slots=True)
 class QueueMember(AmiEvent):
+    """A queue member's state: a ``QueueStatus`` list entry, or the live ``QueueMemberStatus``,
+    ``QueueMemberPause`` (and Added/Removed) events, which carry the same fields."""
+
     queue: str
     member: str
     location: str
     in_call: bool
     status: int | None
+    paused: bool = False
+    paused_reason: str = ""
+    last_pause: int | None = None  # epoch seconds; 0 when never paused
+    calls_taken: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +209,23 @@ def _agent(h: Mapping[str, str]) -> dict[str, object]:
 
 
 _Builder = Callable[[Mapping[str, str]], dict[str, object]]
+
+
+def _member(h: Mapping[str, str]) -> dict[str, object]:
+    return {
+        "queue": h.get("Queue", ""),
+        "member": h.get("Name") or h.get("MemberName", ""),
+        "location": h.get("Location") or h.get("Interface", ""),
+        "in_call": h.get("InCall") == "1",
+        "status": _i(h, "Status"),
+        "paused": h.get("Paused") == "1",
+        # Asterisk 13 renamed Reason to PausedReason; older list answers still say Reason.
+        "paused_reason": h.get("PausedReason") or h.get("Reason") or "",
+        "last_pause": _i(h, "LastPause"),
+        "calls_taken": _i(h, "CallsTaken"),
+    }
+
+
 _BUILDERS: dict[str, tuple[type[AmiEvent], _Builder]] = {
     "Newchannel": (Newchannel, lambda h: {"exten": h.get("Exten", ""), "context": h.get("Context", "")}),
     "HangupRequest": (HangupRequest, lambda h: {"cause": _i(h, "Cause")}),
@@ -248,15 +272,9 @@ _BUILDERS: dict[str, tuple[type[AmiEvent], _Builder]] = {
         lambda h: {"result": h.get("Result", ""), "target": _s(h, "SecondTransfererConnectedLineNum")},
     ),
     "OriginateResponse": (OriginateResponse, lambda h: {"response": h.get("Response", ""), "reason": _i(h, "Reason")}),
-    "QueueMember": (
-        QueueMember,
-        lambda h: {
-            "queue": h.get("Queue", ""),
-            "member": h.get("Name") or h.get("MemberName", ""),
-            "location": h.get("Location") or h.get("Interface", ""),
-            "in_call": h.get("InCall") == "1",
-            "status": _i(h, "Status"),
-        },
+    **dict.fromkeys(
+        ("QueueMember", "QueueMemberStatus", "QueueMemberPause", "QueueMemberAdded", "QueueMemberRemoved"),
+        (QueueMember, _member),
     ),
     "QueueEntry": (
         QueueEntry,

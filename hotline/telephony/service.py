@@ -30,12 +30,14 @@ from hotline.bus import EventBus
 from hotline.core import wire
 from hotline.core.targets import AmiTarget
 from hotline.core.vocab import CONSOLE_ROLES, CallState
+from hotline.errors import NotFoundError
 from hotline.metrics import latency_histogram
 from hotline.phones import normalise
 from hotline.privacy import mask_phone
 from hotline.storage.models import CallRecord, Device, Elder, Incident, PhoneEntry, User
 from hotline.tasks import cancel_and_wait, raise_if_cancelling
 from hotline.telephony import events as ev
+from hotline.telephony.agents import Agent, AgentBoard
 from hotline.telephony.errors import (
     AmiActionError,
     AmiNotConnectedError,
@@ -86,6 +88,8 @@ class TelephonyService:
         self.bus = bus
         self.link = link or AmiLink(settings.ami)
         self.tracker = CallTracker(queues=frozenset({settings.ami_queue}))
+        self.agents = AgentBoard(queues=frozenset({settings.ami_queue}))
+        self._agent_changed = asyncio.Event()
         self.link.subscribe(self._on_event)
         self.link.on_up(self.resync)
         self._profiles: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
@@ -142,6 +146,9 @@ class TelephonyService:
     def _on_event(self, e: ev.AmiEvent) -> None:
         for change in self.tracker.feed(e):
             self._apply(change)
+        if (agent := self.agents.feed(e)) is not None:
+            self._agent_changed.set()
+            self._spawn(self._publish_agent(agent), f"telephony.agent[{agent.extension}]")
 
     async def resync(self) -> None:
         """Rebuild live state after a (re)connect: AMI does not replay what we missed."""
@@ -149,10 +156,18 @@ class TelephonyService:
             {"Action": "QueueStatus", "Queue": self.settings.ami_queue}, as_list=True, _during_login=True
         )
         chans = await self.link.action({"Action": "CoreShowChannels"}, as_list=True, _during_login=True)
-        entries = [e for m in status if isinstance(e := ev.parse_event(dict(m.items())), ev.QueueEntry)]
+        parsed = [ev.parse_event(dict(m.items())) for m in status]
+        entries = [e for e in parsed if isinstance(e, ev.QueueEntry)]
+        self.agents.replace([e for e in parsed if isinstance(e, ev.QueueMember)])
+        for agent in self.agents.agents.values():
+            self._spawn(self._publish_agent(agent), f"telephony.agent[{agent.extension}]")
         channels = [e for m in chans if isinstance(e := ev.parse_event(dict(m.items())), ev.CoreShowChannel)]
-        stamps = [e.ts for e in (*entries, *channels) if e.ts_from_pbx]
-        now_ts = max(stamps) if stamps else time.time()
+        # List events carry no Timestamp; the Ping answer does: "now" on the PBX's own clock.
+        pong = await self.link.action({"Action": "Ping"}, _during_login=True)
+        try:
+            now_ts = float(pong.get("Timestamp", ""))
+        except ValueError:
+            now_ts = time.time()
         changes = self.tracker.resync(entries, channels, now_ts)
         log.info("AMI resync: %d waiting, %d channels, %d calls changed", len(entries), len(channels), len(changes))
         for change in changes:
@@ -223,6 +238,64 @@ class TelephonyService:
                     await self.bus.publish({"type": "call.ended", "to_user": u[0], **base})
             self._meta.pop(lid, None)
         await self.bus.publish({"type": "wallboard.call", "audience": SUPERVISORS, "change": ch.kind, **base})
+
+    # -- agents --------------------------------------------------------------------
+
+    async def agent_state(self, agent: Agent, now: float | None = None) -> wire.AgentState:
+        user = await self._operator(agent.extension, agent.name)
+        now = time.time() if now is None else now
+        since = agent.paused_since
+        return wire.AgentState(
+            queue=agent.queue,
+            extension=agent.extension,
+            interface=agent.interface,
+            name=agent.name,
+            state=agent.state,
+            device_state=agent.device_state,
+            in_call=agent.in_call,
+            paused=agent.paused,
+            paused_reason=agent.paused_reason,
+            paused_since=_dt(since),
+            paused_for_s=round(max(0.0, now - since), 1) if since is not None else None,
+            calls_taken=agent.calls_taken,
+            operator_id=user[0] if user else None,
+            operator_name=user[1] if user else None,
+        )
+
+    async def list_agents(self) -> list[wire.AgentState]:
+        agents = sorted(self.agents.agents.values(), key=lambda a: (a.queue, a.extension))
+        return [await self.agent_state(a) for a in agents]
+
+    async def _publish_agent(self, agent: Agent) -> None:
+        state = await self.agent_state(agent)
+        await self.bus.publish({"type": "wallboard.agent", "audience": SUPERVISORS, "agent": state.wire()})
+
+    async def pause(self, extension: str, *, paused: bool, reason: str | None = None) -> wire.AgentState:
+        """Pause or unpause a member of the 12349 queue (``QueuePause``), with a reason;
+        returns the member's state once Asterisk's ``QueueMemberPause`` has said so."""
+        agent = next((a for a in self.agents.agents.values() if a.extension == extension), None)
+        if agent is None:
+            raise NotFoundError(f"{extension} is not a member of queue {self.settings.ami_queue}")
+        headers = {
+            "Action": "QueuePause",
+            "Interface": agent.interface,
+            "Queue": agent.queue,
+            "Paused": "true" if paused else "false",
+        }
+        if reason:
+            headers["Reason"] = reason
+        await self.link.action(headers, deadline_s=5.0)
+        key = (agent.queue, agent.interface)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while True:
+            self._agent_changed.clear()  # before the look, so a change in between is not missed
+            current = self.agents.agents.get(key, agent)
+            remaining = deadline - loop.time()
+            if current.paused == paused or remaining <= 0:
+                return await self.agent_state(current)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._agent_changed.wait(), remaining)
 
     async def _operator(self, member: str | None, member_name: str | None) -> tuple[str, str] | None:
         """The console user whose extension is this queue member's (cached a minute)."""
@@ -435,9 +508,11 @@ class TelephonyService:
         try:
             await self.link.action(headers, idempotent=False, deadline_s=wait_s)
             state = "dialing"
+            self.tracker.mark_sent(chan_id)
         except AmiOutcomeUnknownError as exc:
             # Never resent: the resync after the reconnect finds the channel, or finishes the call as unknown.
             state, detail = "originating", str(exc)
+            self.tracker.mark_sent(chan_id)
         except (AmiActionError, AmiNotConnectedError) as exc:
             self.tracker.forget(chan_id, record.id)
             self._meta.pop(chan_id, None)

@@ -64,6 +64,9 @@ class Call:
     # Answered while AMI was away: the answer time is unknown (CoreShowChannel's Duration is
     # the agent leg's age since it began *ringing*), until AgentComplete's HoldTime says it.
     answered_unseen: bool = False
+    # An outbound call is tracked before its Originate goes out (the link may be down): until
+    # then a resync must not finish it for having no channel.
+    sent: bool = True
     ringing: dict[str, float] = field(default_factory=dict)  # member ext -> ring start
     leg_member: dict[str, str] = field(default_factory=dict)  # agent leg uniqueid -> member ext
     answering: str | None = None  # the member whose DialEnd ANSWER came; the others were answered elsewhere
@@ -182,10 +185,15 @@ class CallTracker:
     ) -> Call:
         """Track an Originate we send. ``via_operator`` (click-to-call): its answer is the operator
         picking up; the call is answered, or busy, when the operator's leg dials the number."""
-        call = Call(channel_id, "outbound", queue, number, "", ts, C.DIALING, via_operator=via_operator)
+        call = Call(channel_id, "outbound", queue, number, "", ts, C.DIALING, via_operator=via_operator, sent=False)
         self.calls[channel_id] = call
         self._by_action[action_id] = channel_id
         return call
+
+    def mark_sent(self, linkedid: str) -> None:
+        """The Originate went out (whether or not its answer came back)."""
+        if (call := self.calls.get(linkedid)) is not None:
+            call.sent = True
 
     def forget(self, linkedid: str, action_id: str) -> None:
         """Drop an outbound call whose Originate was refused: no event will ever come for it."""
@@ -390,6 +398,8 @@ class CallTracker:
             by_linked.setdefault(c.linkedid, []).append(c)
         waiting = {e.uniqueid: e for e in entries if not self.queues or e.queue in self.queues}
         for call in list(self.calls.values()):
+            if not call.sent:
+                continue  # still waiting for the link: nothing to reconcile yet
             chans = by_linked.get(call.linkedid)
             if not chans:
                 call.inferred = True
