@@ -71,13 +71,9 @@ class Act:
 
 
 @dataclass(frozen=True, slots=True)
-class Skip:
+class Skip(Act):
     """The step's ``unless`` holds: it counts as run, and does nothing."""
 
-    cursor: Cursor
-    index: int
-    step: Mapping[str, Any]
-    run: int
     unless: str
 
 
@@ -96,7 +92,7 @@ class Stop:
     event: str
 
 
-Intent = Act | Skip | Wait | Stop
+Intent = Act | Wait | Stop  # a Skip is an Act the engine does not perform
 
 
 def advance(track: Mapping[str, Any] | None, cursor: Cursor, facts: Facts, now: datetime) -> Intent:

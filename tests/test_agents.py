@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from hotline.telephony import events as ev
 from hotline.telephony.agents import AgentBoard
@@ -15,7 +14,7 @@ from tests.conftest import auth
 from tests.helpers import BackendProcess
 from tests.test_telephony import _feed, _world, sim  # noqa: F401  (the simulator fixture)
 
-LIVE = Path(__file__).resolve().parent.parent.parent / "shared" / "ami-live"
+LIVE = Path(__file__).parent / "fixtures" / "ami-live"  # copies of ../shared/ami-live (test_live_recordings)
 
 
 def _events(name: str) -> list[ev.AmiEvent]:
@@ -23,7 +22,6 @@ def _events(name: str) -> list[ev.AmiEvent]:
     return [ev.parse_event(f) for f in frames if "Event" in f]
 
 
-@pytest.mark.skipif(not LIVE.exists(), reason="../shared/ami-live is not beside this checkout")
 def test_the_board_follows_a_real_asterisk_queue() -> None:
     events = _events("ami_tcp_kill_while_ringing.part2.server.ami")
     board = AgentBoard(queues=frozenset({"12349"}))

@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from hotline.telephony.frames import FrameReader, encode_frame
 from simulators.asterisk import AsteriskSim
 
-LIVE = Path(__file__).resolve().parent.parent.parent / "shared" / "ami-live"
-pytestmark = pytest.mark.skipif(not LIVE.exists(), reason="../shared/ami-live is not beside this checkout")
+LIVE = Path(__file__).parent / "fixtures" / "ami-live"  # copies of ../shared/ami-live (test_live_recordings)
 
 
 def _recorded() -> dict[str, set[str]]:

@@ -4,7 +4,6 @@ migration keeps the rows a running deployment already has."""
 from __future__ import annotations
 
 import asyncio
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -13,28 +12,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hotline.storage.db import make_engine, upgrade
-from hotline.storage.models import Elder, Incident
-
-
-def _elder() -> Elder:
-    return Elder(
-        name="王秀英",
-        gender="F",
-        birth_date=date(1938, 3, 1),
-        address="余姚市",
-        lat=30.0,
-        lon=121.1,
-        care_level="mild",
-        economic_category="none",
-        living_situation="alone",
-    )
+from hotline.storage.models import Incident
+from tests import factories
 
 
 async def test_a_value_outside_its_vocabulary_is_refused_by_the_database(
     sm: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sm() as s, s.begin():
-        elder = _elder()
+        elder = factories.elder()
         s.add(elder)
     for bad in ({"status": "closed"}, {"severity": "urgent"}, {"type": "alarm"}):
         fields = {"type": "sos", "severity": "high", "status": "open", **bad}

@@ -10,7 +10,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import selectinload
 
 from dispatch.incidents import Incidents
-from hotline.api.common import audit, listing
+from hotline.api.common import audit, listing, running
 from hotline.api.keys import SERVICES
 from hotline.api.models import AgentList, CallIn, CallIncidentIn, CallQuery, CallStats, PauseIn, PeriodQuery
 from hotline.api.registry import Api, Reply, principal
@@ -143,10 +143,8 @@ async def call_stats(request: web.Request, query: PeriodQuery) -> CallStats:
 
 
 def _telephony(request: web.Request) -> TelephonyService:
-    tel = request.app[SERVICES].telephony
-    if tel is None:
-        raise TelephonyError("telephony is not configured on this instance (set HOTLINE_AMI_URL)")
-    return tel
+    error = TelephonyError("telephony is not configured on this instance (set HOTLINE_AMI_URL)")
+    return running(request.app[SERVICES].telephony, error)
 
 
 @api.post(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy import func, select
@@ -14,7 +14,17 @@ from hotline.api.keys import SERVICES
 from hotline.api.models import PageQuery
 from hotline.auth import Principal
 from hotline.core.wire import M, Page
+from hotline.errors import HotlineError
 from hotline.storage.models import AuditEntry
+
+T = TypeVar("T")
+
+
+def running(service: T | None, error: HotlineError) -> T:
+    """``service`` if this instance runs it; otherwise ``error``, which names what is missing."""
+    if service is None:
+        raise error
+    return service
 
 
 def audit(

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from devices import deadletters
 from devices.gateway import DeviceGateway
-from hotline.api.common import listing
+from hotline.api.common import listing, running
 from hotline.api.keys import SERVICES
 from hotline.api.models import DeadLetterQuery, ReplayResult
 from hotline.api.registry import Api
@@ -21,10 +21,7 @@ api = Api()
 
 
 def _gateway(request: web.Request) -> DeviceGateway:
-    gateway = request.app[SERVICES].gateway
-    if gateway is None:
-        raise NotFoundError("the device gateway does not run on this instance")
-    return gateway
+    return running(request.app[SERVICES].gateway, NotFoundError("the device gateway does not run on this instance"))
 
 
 def _letter_id(request: web.Request) -> int:

@@ -16,7 +16,7 @@ from dispatch.notify.links import FamilyLinks
 from dispatch.policy import parse_tracks
 from dispatch.ranking import check_working_hours
 from dispatch.service import DispatchService
-from hotline.api.common import audit, listing
+from hotline.api.common import audit, listing, running
 from hotline.api.keys import SERVICES
 from hotline.api.models import (
     CancelIn,
@@ -45,10 +45,7 @@ api = Api()
 
 
 def _dispatch(request: web.Request) -> DispatchService:
-    svc = request.app[SERVICES].dispatch
-    if svc is None:
-        raise ConflictError("dispatch is not running")
-    return svc
+    return running(request.app[SERVICES].dispatch, ConflictError("dispatch is not running"))
 
 
 def family_links(request: web.Request) -> FamilyLinks:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 from devices.commands import CommandService
 from devices.credentials import hash_device_secret, new_device_secret
 from devices.errors import ContractError, UnknownDeviceError, UnknownIncidentError
-from hotline.api.common import audit, listing
+from hotline.api.common import audit, listing, running
 from hotline.api.keys import HUB, SERVICES
 from hotline.api.models import CommandIn, DeviceIn, DeviceQuery, ElderIn, ElderQuery, IncidentQuery, PageQuery
 from hotline.api.registry import Api, principal
@@ -180,10 +180,7 @@ async def get_device(request: web.Request) -> wire.DeviceDetail:
 
 
 def _commands(request: web.Request) -> CommandService:
-    commands = request.app[SERVICES].commands
-    if commands is None:
-        raise ConflictError("the device gateway is not running")
-    return commands
+    return running(request.app[SERVICES].commands, ConflictError("the device gateway is not running"))
 
 
 @api.post(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -246,18 +247,9 @@ class TelephonyService:
         now = time.time() if now is None else now
         since = agent.paused_since
         return wire.AgentState(
-            queue=agent.queue,
-            extension=agent.extension,
-            interface=agent.interface,
-            name=agent.name,
+            **{**dataclasses.asdict(agent), "paused_since": _dt(since)},
             state=agent.state,
-            device_state=agent.device_state,
-            in_call=agent.in_call,
-            paused=agent.paused,
-            paused_reason=agent.paused_reason,
-            paused_since=_dt(since),
             paused_for_s=round(max(0.0, now - since), 1) if since is not None else None,
-            calls_taken=agent.calls_taken,
             operator_id=user[0] if user else None,
             operator_name=user[1] if user else None,
         )
