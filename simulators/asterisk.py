@@ -328,7 +328,9 @@ class AsteriskSim:
         await asyncio.sleep(pbx_seconds / self.speed)
 
     async def emit(self, event: str, pairs: list[tuple[str, object]]) -> None:
-        frame = encode_frame([("Event", event), ("Privilege", "call,all"), ("Timestamp", f"{self.now():.6f}"), *pairs])
+        # Queue and agent events are in Asterisk's agent class, the rest in call (as recorded).
+        privilege = "agent,all" if event.startswith(("Agent", "QueueMember", "QueueCaller")) else "call,all"
+        frame = encode_frame([("Event", event), ("Privilege", privilege), ("Timestamp", f"{self.now():.6f}"), *pairs])
         for s in list(self.sessions):
             if s.logged_in:
                 await self._write(s, frame)

@@ -74,3 +74,24 @@ async def test_a_pause_with_its_reason_reaches_asterisk_and_the_wallboard(
     assert not sim.members["op1001"].paused
     async with http.get(url, headers=auth(w["sup"])) as r:
         assert {a["extension"]: a["paused"] for a in (await r.json())["items"]}["op1001"] is False
+
+
+# Recorded from Asterisk 20.20.1 with deploy/asterisk/, answering QueuePause (op1002, 培训) and its undo.
+PAUSE = Path(__file__).parent / "fixtures" / "queue_pause.asterisk-20.20.1.ami"
+
+
+def test_a_real_queue_member_pause_reads_with_its_reason_and_start() -> None:
+    frames = [f for f in FrameReader().feed(PAUSE.read_bytes()) if "Event" in f]
+    board = AgentBoard(queues=frozenset({"12349"}))
+    paused = board.feed(ev.parse_event(frames[0]))
+    assert paused is not None and (paused.state, paused.paused_reason) == ("paused", "培训")
+    assert paused.paused_since == 1796196394.0  # LastPause: when the pause began
+    back = board.feed(ev.parse_event(frames[1]))
+    assert back is not None and (back.state, back.paused_reason, back.paused_since) == ("offline", "", None)
+
+
+def test_the_simulator_pauses_with_the_fields_asterisk_sends() -> None:
+    recorded = next(f for f in FrameReader().feed(PAUSE.read_bytes()) if "Event" in f)
+    pbx = AsteriskSim(members=("op1002",))
+    simulated = dict(pbx.member_pairs(pbx.members["op1002"]))
+    assert list(simulated) == [k for k in recorded if k not in ("Event", "Privilege", "Timestamp")]
