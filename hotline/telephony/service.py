@@ -164,10 +164,10 @@ class TelephonyService:
             self._spawn(self._publish_agent(agent), f"telephony.agent[{agent.extension}]")
         channels = [e for m in chans if isinstance(e := ev.parse_event(dict(m.items())), ev.CoreShowChannel)]
         # List events carry no Timestamp; the Ping answer does: "now" on the PBX's own clock.
-        pong = await self.link.action({"Action": "Ping"}, _during_login=True)
         try:
+            pong = await self.link.action({"Action": "Ping"}, _during_login=True)
             now_ts = float(pong.get("Timestamp", ""))
-        except ValueError:
+        except (AmiActionError, ValueError):  # an old PBX without the header, or one shutting down
             now_ts = time.time()
         changes = self.tracker.resync(entries, channels, now_ts)
         log.info("AMI resync: %d waiting, %d channels, %d calls changed", len(entries), len(channels), len(changes))
