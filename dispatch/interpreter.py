@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from dispatch.policy import CONDITIONS
 from hotline.core.vocab import ACCEPTED_INCIDENT_STATUSES, OPEN_INCIDENT_STATUSES, IncidentStatus
 
 ACCEPTED = frozenset({*ACCEPTED_INCIDENT_STATUSES, IncidentStatus.RESOLVED})
@@ -46,7 +47,7 @@ class Facts:
         )
 
     def holds(self, condition: str) -> bool:
-        if condition not in ("acknowledged", "dispatched", "accepted", "family_confirmed"):
+        if condition not in CONDITIONS:
             raise ValueError(condition)
         return bool(getattr(self, condition))
 

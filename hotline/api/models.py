@@ -345,10 +345,6 @@ class PolicyQuery(PageQuery):
 # -- calls --------------------------------------------------------------------------------
 
 
-def _period_default_until() -> datetime:
-    return datetime.now(UTC)
-
-
 class PeriodQuery(Query):
     """ISO 8601 times (UTC when they name no offset); the default is the last 24 hours."""
 
@@ -356,7 +352,7 @@ class PeriodQuery(Query):
     until: UtcTime | None = None
 
     def period(self) -> tuple[datetime, datetime]:
-        until = self.until or _period_default_until()
+        until = self.until or datetime.now(UTC)
         since = self.since or until - timedelta(days=1)
         return since, until
 
