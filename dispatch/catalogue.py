@@ -15,6 +15,7 @@ SERVICES: dict[str, str] = {
     "home_adaptation": "适老化改造",
     "assistive_rental": "辅具租赁",
     "caregiver_training": "护老者培训",
+    "visit": "巡访上门",
 }
 
 KIND_SERVICES: dict[str, tuple[str, ...]] = {
@@ -28,6 +29,7 @@ KIND_SERVICES: dict[str, tuple[str, ...]] = {
         "assistive_rental",
         "legal_aid",
         "caregiver_training",
+        "visit",
     ),
     "caregiver": ("daily_care", "bathing", "companionship", "rehab_nursing", "mobility", "cleaning"),
     "meal_kitchen": ("meals",),

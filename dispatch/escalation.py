@@ -48,7 +48,7 @@ from dispatch.notify.links import FamilyLinks
 from dispatch.notify.outbox import enqueue, enqueue_family_alerts
 from dispatch.policy import matches, parse_tracks, snapshot
 from dispatch.ranking import ProviderInfo, Ranking
-from dispatch.routing import Router
+from dispatch.routing import Router, store_decision
 from dispatch.timeline import add_timeline
 from hotline.clock import Clock, SystemClock
 from hotline.core import vocab, wire
@@ -60,7 +60,6 @@ from hotline.storage.models import (
     Incident,
     Offer,
     Provider,
-    RoutingDecision,
     new_id,
 )
 from hotline.tasks import raise_if_cancelling, wait_event
@@ -467,20 +466,7 @@ class Escalator:
                     (x["reason"] for x in ranking.excluded if x["provider_id"] == provider_id), "not a candidate"
                 )
                 raise DispatchConflictError(f"provider {provider_id} cannot take this incident: {why}")
-        decision = RoutingDecision(
-            incident_id=incident.id,
-            at=now,
-            service=service,
-            origin=ranking.origin,
-            estimator=ranking.estimator,
-            source=ranking.source,
-            candidates=ranking.candidates,
-            excluded=ranking.excluded,
-            chosen_provider_id=chosen["provider_id"] if chosen else None,
-            reachable_in_time=ranking.reachable_in_time,
-        )
-        session.add(decision)
-        await session.flush()
+        decision = await store_decision(session, ranking, chosen, now=now, incident_id=incident.id)
         if chosen is None:
             self._timeline(run, "routing.no_candidate", {"decision_id": decision.id, "service": service})
             await self._console(run, "role:supervisor", f"route:{incident.id}:none", "没有可派单的服务商，请人工处置")

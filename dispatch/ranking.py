@@ -63,6 +63,7 @@ class ProviderInfo:
     availability: str
     rating: float
     last_offered_at: float | None  # epoch seconds
+    bad_credit: bool = False  # never offered government-paid work
 
     @classmethod
     def of(cls, p: Provider) -> ProviderInfo:
@@ -80,6 +81,7 @@ class ProviderInfo:
             availability=p.availability,
             rating=p.rating,
             last_offered_at=p.last_offered_at.timestamp() if p.last_offered_at else None,
+            bad_credit=bool(p.bad_credit),
         )
 
     def dumps(self) -> str:
@@ -249,15 +251,18 @@ def rank(
     estimator: TravelEstimator,
     exclude: Sequence[str] = (),
     source: str = "given",
+    subsidised: bool = False,
 ) -> Ranking:
-    """Filter and order ``found`` (providers with their distance) for ``service`` at a place."""
+    """Filter and order ``found`` (providers with their distance) for ``service`` at a place.
+
+    ``subsidised``: the government pays, so providers with a bad credit record are left out."""
     pol = policy
     skip = set(exclude)
     eligible: list[tuple[tuple[Any, ...], RankedCandidate]] = []
     excluded: list[Exclusion] = []
     passing: list[tuple[ProviderInfo, float, float]] = []
     for p, dist in found:
-        why = _exclusion(p, dist, service, now=now, skip=skip, policy=policy)
+        why = _exclusion(p, dist, service, now=now, skip=skip, policy=policy, subsidised=subsidised)
         if why is not None:
             excluded.append({"provider_id": p.id, "name": p.name, "distance_m": round(dist), "reason": why})
         else:
@@ -316,10 +321,19 @@ def rank(
 
 
 def _exclusion(
-    p: ProviderInfo, dist: float, service: str, *, now: datetime, skip: set[str], policy: RoutingPolicy
+    p: ProviderInfo,
+    dist: float,
+    service: str,
+    *,
+    now: datetime,
+    skip: set[str],
+    policy: RoutingPolicy,
+    subsidised: bool = False,
 ) -> str | None:
     if p.id in skip:
-        return "already offered this incident"
+        return "already offered this job"
+    if subsidised and p.bad_credit:
+        return "bad credit record: no government-paid work"
     if service not in p.services:
         return f"does not offer {service}"
     if p.availability not in ELIGIBLE_AVAILABILITY:

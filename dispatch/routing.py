@@ -34,12 +34,22 @@ from dispatch.ranking import (
     rank,
     settled,
 )
-from hotline.storage.models import Provider
+from hotline.core.wire import RankedCandidate
+from hotline.storage.models import Provider, RoutingDecision
 from hotline.tasks import raise_if_cancelling, wait_event
 
 log = logging.getLogger(__name__)
 # The ranking's value types, for callers that meet them through the router.
-__all__ = ["GeoIndex", "GeoSync", "ProviderInfo", "Ranking", "Router", "RoutingPolicy", "TravelEstimator"]
+__all__ = [
+    "GeoIndex",
+    "GeoSync",
+    "ProviderInfo",
+    "Ranking",
+    "Router",
+    "RoutingPolicy",
+    "TravelEstimator",
+    "store_decision",
+]
 
 
 class GeoIndex:
@@ -137,13 +147,17 @@ class Router:
         now: datetime,
         exclude: Sequence[str] = (),
         session: AsyncSession | None = None,
+        subsidised: bool = False,
     ) -> Ranking:
+        """Rank providers for ``service`` at a place; ``subsidised`` leaves out bad credit."""
         if self.geo is not None:
             try:
                 count = self.policy.max_candidates + len(exclude)
                 for radius in self.policy.search_radii_m:
                     found = await self.geo.search(service, lat, lon, radius, count)
-                    ranking = self.order(service, lat, lon, found, now=now, exclude=exclude, source="redis")
+                    ranking = self.order(
+                        service, lat, lon, found, now=now, exclude=exclude, source="redis", subsidised=subsidised
+                    )
                     if settled(ranking, radius, full=len(found) >= count, policy=self.policy, estimator=self.estimator):
                         return ranking
                 return ranking
@@ -152,7 +166,7 @@ class Router:
                 self.fallbacks += 1
                 log.warning("redis GEO search failed (%s); ranking from the database", exc)
         found = await self._scan(service, lat, lon, session)
-        return self.order(service, lat, lon, found, now=now, exclude=exclude, source="database")
+        return self.order(service, lat, lon, found, now=now, exclude=exclude, source="database", subsidised=subsidised)
 
     async def _scan(
         self, service: str, lat: float, lon: float, session: AsyncSession | None
@@ -188,6 +202,7 @@ class Router:
         now: datetime,
         exclude: Sequence[str] = (),
         source: str = "given",
+        subsidised: bool = False,
     ) -> Ranking:
         return rank(
             service,
@@ -199,7 +214,36 @@ class Router:
             estimator=self.estimator,
             exclude=exclude,
             source=source,
+            subsidised=subsidised,
         )
+
+
+async def store_decision(
+    session: AsyncSession,
+    ranking: Ranking,
+    chosen: RankedCandidate | None,
+    *,
+    now: datetime,
+    incident_id: str | None = None,
+    service_request_id: str | None = None,
+) -> RoutingDecision:
+    """Keep a ranking, with who was chosen, for the incident or the work order it was made for."""
+    decision = RoutingDecision(
+        incident_id=incident_id,
+        service_request_id=service_request_id,
+        at=now,
+        service=ranking.service,
+        origin=ranking.origin,
+        estimator=ranking.estimator,
+        source=ranking.source,
+        candidates=ranking.candidates,
+        excluded=ranking.excluded,
+        chosen_provider_id=chosen["provider_id"] if chosen else None,
+        reachable_in_time=ranking.reachable_in_time,
+    )
+    session.add(decision)
+    await session.flush()
+    return decision
 
 
 class GeoSync:

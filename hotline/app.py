@@ -46,13 +46,16 @@ from dispatch.ranking import RoutingPolicy
 from dispatch.routing import GeoIndex, GeoSync, Router
 from dispatch.service import DispatchService
 from hotline import __version__
-from hotline.api import call_routes, deadletter_routes, dispatch_routes, routes
+from hotline.api import call_routes, care_routes, deadletter_routes, dispatch_routes, routes
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES, Services
 from hotline.api.registry import MAX_BODY_BYTES, Api
 from hotline.api.ws import ConsoleHub
 from hotline.auth import Principal, hash_token
 from hotline.bus import EventBus
+from hotline.care.entitlements import install_defaults as install_care_defaults
+from hotline.care.orders import CareSettings
+from hotline.care.service import CareService
 from hotline.config import Settings
 from hotline.core.lifecycle import TransitionError
 from hotline.errors import (
@@ -94,7 +97,7 @@ _STATUS = {
 
 
 #: Every operation under /api/v1, and so the OpenAPI document.
-API = Api().include(routes.api, call_routes.api, dispatch_routes.api, deadletter_routes.api)
+API = Api().include(routes.api, call_routes.api, dispatch_routes.api, care_routes.api, deadletter_routes.api)
 OPENAPI = web.AppKey("openapi", bytes)
 
 
@@ -326,7 +329,9 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/console", console)
     API.add_routes(app)
     app[OPENAPI] = json.dumps(openapi_document(), ensure_ascii=False).encode()
-    app.cleanup_ctx.extend([_database_ctx, _bus_ctx, _outbox_ctx, _dispatch_ctx, _telephony_ctx, _devices_ctx])
+    app.cleanup_ctx.extend(
+        [_database_ctx, _bus_ctx, _outbox_ctx, _dispatch_ctx, _telephony_ctx, _care_ctx, _devices_ctx]
+    )
     app.on_shutdown.append(_close_websockets)
     return app
 
@@ -440,6 +445,40 @@ async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
     svc.outbox.add_sender("voice", VoiceSender(svc.telephony))
     yield
     await svc.telephony.close()
+
+
+async def _care_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The service loop: its timers and the campaign runner, both owned here."""
+    svc = app[SERVICES]
+    s = svc.settings
+    assert svc.bus is not None
+    assert svc.outbox is not None
+    assert svc.dispatch is not None
+    await install_care_defaults(svc.sm)
+    svc.care = CareService.build(
+        svc.sm,
+        svc.dispatch.escalator.router,
+        settings=CareSettings(
+            checkin_radius_m=s.checkin_radius_m,
+            no_show_minutes=s.no_show_minutes,
+            offer_timeout_s=s.order_offer_s,
+            followup_hours=s.followup_hours,
+            complaint_days=s.complaint_days,
+            review_bottom_pct=s.review_bottom_pct,
+            unanswered_alert=s.unanswered_alert,
+            region=s.region,
+        ),
+        publish=svc.bus.publish,
+        on_queued=svc.outbox.wake,
+        dialer=svc.telephony,
+        sweep_s=s.timer_sweep_s,
+        campaign_tick_s=s.campaign_tick_s,
+    )
+    await svc.care.start()
+    tasks = [_task(svc.care.timers.run(), "care.timers"), _task(svc.care.campaigns.run(), "care.campaigns")]
+    yield
+    for task in tasks:
+        await cancel_and_wait(task)
 
 
 def device_subscriptions(s: Settings) -> list[tuple[str, int]]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from hotline.core.targets import AmiTarget, MqttTarget
+from hotline.core.vocab import Region, values
 from hotline.errors import ConfigError
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -82,6 +83,16 @@ class Settings:
     device_event_burst: int = 100
     # A console message that does not match its model raises instead of being logged (tests).
     strict_messages: bool = False
+    # The service loop (docs/service-loop.md).
+    region: str = "yuyao"
+    checkin_radius_m: float = 300.0
+    no_show_minutes: float = 30.0
+    order_offer_s: float = 600.0
+    followup_hours: float = 48.0
+    complaint_days: float = 7.0
+    review_bottom_pct: float = 5.0
+    unanswered_alert: int = 3
+    campaign_tick_s: float = 2.0
 
     @property
     def base_url(self) -> str:
@@ -127,6 +138,15 @@ _KEYS = (
     "device_event_burst",
     "emergency_call_deadline",
     "strict_messages",
+    "region",
+    "checkin_radius_m",
+    "no_show_minutes",
+    "order_offer_s",
+    "followup_hours",
+    "complaint_days",
+    "review_bottom_pct",
+    "unanswered_alert",
+    "campaign_tick_s",
 )
 
 
@@ -210,7 +230,34 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
             raise ConfigError(f"{_var('log_level')} must be DEBUG, INFO, WARNING or ERROR, got {raw['log_level']!r}")
         kwargs["log_level"] = level
     _dispatch(raw, kwargs)
+    _care(raw, kwargs)
     return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+# key: (lowest, highest, unit) of the service loop's numbers.
+_CARE_NUMBERS = {
+    "checkin_radius_m": (10.0, 50_000.0, "metres"),
+    "no_show_minutes": (1.0, 1440.0, "minutes"),
+    "order_offer_s": (5.0, 86_400.0, "seconds"),
+    "followup_hours": (0.01, 720.0, "hours"),
+    "complaint_days": (0.001, 365.0, "days"),
+    "review_bottom_pct": (0.1, 100.0, "percent"),
+    "campaign_tick_s": (0.05, 60.0, "seconds"),
+}
+
+
+def _care(raw: dict[str, str], kwargs: dict[str, object]) -> None:
+    """The service loop's settings."""
+    if "region" in raw:
+        region = raw["region"].strip()
+        if region not in values(Region):
+            raise ConfigError(f"{_var('region')} must be one of {', '.join(values(Region))}, got {region!r}")
+        kwargs["region"] = region
+    for key, (low, high, unit) in _CARE_NUMBERS.items():
+        if key in raw:
+            kwargs[key] = _float(key, raw[key], low, high, unit)
+    if "unanswered_alert" in raw:
+        kwargs["unanswered_alert"] = _int("unanswered_alert", raw["unanswered_alert"], 1, 100)
 
 
 def _dispatch(raw: dict[str, str], kwargs: dict[str, object]) -> None:

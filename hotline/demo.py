@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import random
 import signal
 import sys
 import time
@@ -30,12 +31,22 @@ from hotline.config import Settings, load_settings
 from hotline.localsvc import Child, port_open, start_mosquitto, start_redis
 from hotline.seed import seed_demo
 from hotline.storage.db import make_engine, make_sessionmaker, upgrade
-from hotline.storage.models import OPEN_STATUSES, Incident, Notification, Provider
+from hotline.storage.models import (
+    OPEN_STATUSES,
+    CampaignTarget,
+    Elder,
+    Incident,
+    Notification,
+    Provider,
+    ServiceRequest,
+)
 from hotline.tasks import cancel_and_wait
 from hotline.users import add_user
+from simulators.asterisk import AsteriskSim
 from simulators.devices import DeviceFleet
 from simulators.family import FamilyReceiver
 from simulators.provider_app import ProviderApp
+from simulators.service_desk import ServiceDesk, start_campaign
 
 
 async def run_demo(base: Settings, args: argparse.Namespace) -> int:
@@ -77,6 +88,11 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
         children.append(child)
         env["HOTLINE_MQTT_URL"] = f"mqtt://127.0.0.1:{port}"
     env["HOTLINE_HTTP_PORT"] = str(base.http_port if not await port_open(base.http_host, base.http_port) else 0)
+    # The PBX is the AMI simulator: the wellbeing campaign and follow-ups dial through it.
+    pbx = AsteriskSim(speed=10.0, members=("op1001", "op1002", "op1003"))
+    await pbx.start()
+    env["HOTLINE_AMI_URL"] = f"ami://hotline:hotline@127.0.0.1:{pbx.port}"
+    env["HOTLINE_CAMPAIGN_TICK_S"] = "0.5"
     settings = load_settings(env)
     settings = dataclasses.replace(
         settings, webhook_secrets=base.webhook_secrets, webhook_secret_is_default=base.webhook_secret_is_default
@@ -89,6 +105,17 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
     sm = make_sessionmaker(engine, phone_area_code=settings.phone_area_code)
     seeded = await seed_demo(sm, elders=args.elders, providers=args.providers, family_webhook=webhook_url)
     token = await add_user(settings, "demo-operator", "operator", extension="op1001")
+    supervisor = await add_user(settings, "demo-supervisor", "supervisor")
+    rng = random.Random(7)
+    async with sm() as session:
+        for elder in (await session.scalars(select(Elder))).all():
+            for phone in elder.phones[:1]:
+                # Most press 1 (all well), some 2 (need something), a few never answer.
+                roll = rng.random()
+                if roll < 0.15:
+                    pbx.originate_outcomes[phone] = "noanswer"
+                elif roll < 0.35:
+                    pbx.wellbeing_digits[phone] = "2"
     _say(f"seeded {seeded.elders} elders, {len(seeded.devices)} devices, {seeded.providers} providers into {db}")
     _say(f"redis {settings.redis_url}  mqtt {settings.mqtt_url}  family receiver {webhook_url}")
 
@@ -118,6 +145,11 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
     ]
     app_tasks = [asyncio.create_task(a.run(until=stop), name=f"demo.provider_app[{n}]") for n, a in enumerate(apps)]
 
+    desk = ServiceDesk(url, token, every_s=2.0, seed=1)
+    desk_task = asyncio.create_task(desk.run(until=stop), name="demo.service_desk")
+    campaign = await start_campaign(url, supervisor)
+    _say(f"campaign {campaign['id']} ({campaign['name']}): one run started now")
+
     ids = [d for d, kind in seeded.devices if kind != "sensor"][: args.devices]
     fleet = DeviceFleet(settings.mqtt, settings.mqtt_prefix, ids, heartbeat_s=10, sos_every_s=args.sos_every)
     fleet_task = asyncio.create_task(fleet.run(), name="demo.fleet")
@@ -126,6 +158,7 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
     tty = sys.stdout.isatty()
     open_n: int | None = 0
     resolved_n: int | None = 0
+    orders_done: int | None = 0
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -142,22 +175,38 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
                 sent = await session.scalar(
                     select(func.count()).select_from(Notification).where(Notification.status == "delivered")
                 )
+                orders_done = await session.scalar(
+                    select(func.count()).select_from(ServiceRequest).where(ServiceRequest.status == "completed")
+                )
             online = await gateway.online_count(35) if gateway else 0
             line = (
                 f"[{time.monotonic() - started:5.0f}s] devices online {online}/{len(ids)} | "
                 f"alarms sent {fleet.stats['sent_sos'] + fleet.stats['sent_fall']} acked "
                 f"{fleet.stats['ack_accepted']} | incidents open {open_n} resolved {resolved_n} | "
                 f"offers accepted {sum(len(a.accepted) for a in apps)} | notifications sent {sent} | "
-                f"family alerts verified {len(receiver.alerts)}"
+                f"family alerts verified {len(receiver.alerts)} | work orders {len(desk.requested)} "
+                f"completed {orders_done} follow-ups {len(desk.followed_up)}"
             )
             print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
     finally:
         stop.set()
+        await cancel_and_wait(desk_task)
         await cancel_and_wait(fleet_task)
         for task in app_tasks:
             await cancel_and_wait(task)
         await server
+        async with sm() as session:
+            outcomes = dict(
+                (
+                    await session.execute(
+                        select(func.coalesce(CampaignTarget.outcome, CampaignTarget.state), func.count()).group_by(
+                            func.coalesce(CampaignTarget.outcome, CampaignTarget.state)
+                        )
+                    )
+                ).all()
+            )
         await receiver.stop()
+        await pbx.stop()
         await engine.dispose()
         dropped = await drop_redis_keys(settings.redis_url, settings.redis_prefix)
         _say(f"removed {dropped} demo keys ({settings.redis_prefix}:*) from Redis")
@@ -175,6 +224,10 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
         "notifications_delivered": sent,
         "family_alerts_verified": len(receiver.alerts),
         "bad_signatures": receiver.bad_signatures,
+        "work_orders_requested": len(desk.requested),
+        "work_orders_completed": orders_done,
+        "follow_ups_answered": len(desk.followed_up),
+        "campaign_outcomes": outcomes,
     }
     print(json.dumps(summary, ensure_ascii=False), flush=True)
     return 0

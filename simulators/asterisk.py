@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hotline.telephony.events import WELLBEING_CONTEXT, WELLBEING_EVENT
 from hotline.telephony.frames import FrameReader, encode_frame
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ class AsteriskSim:
         self.chop: tuple[int, int] | None = None
         self.drop_after: set[str] = set()  # action names (lower case) answered by a dropped connection
         self.originate_outcomes: dict[str, str] = {}  # dialled number -> answer|busy|noanswer|congestion
+        # dialled number -> the key its elder presses in the wellbeing check ("" presses none)
+        self.wellbeing_digits: dict[str, str] = {}
         self.originate_talk_s = 3.0
         self.originates: list[dict[str, str]] = []
         self.actions: list[dict[str, str]] = []
@@ -735,9 +738,27 @@ class AsteriskSim:
             )
         if ok and chan.context == "hotline-outbound":
             cause = await self._dial_far_end(chan, chan.exten)
+        elif ok and chan.context == WELLBEING_CONTEXT:
+            await self._wellbeing_check(chan, action, number)
         elif ok:
             await self.sleep(self.originate_talk_s)
         await self._hangup(chan, cause)
+
+    async def _wellbeing_check(self, chan: Chan, action: dict[str, str], number: str) -> None:
+        """The ``hotline-wellbeing`` dialplan: Read() one key, then ``UserEvent(HotlineWellbeing,
+        HotlineCallId: <the Originate's HOTLINE_CALL_ID>, Digit: <key>)``; no key is an empty Digit."""
+        variables = dict(v.partition("=")[::2] for v in action.get("Variable", "").split(",") if "=" in v)
+        await self.sleep(self.originate_talk_s / 2)
+        await self.emit(
+            "UserEvent",
+            [
+                *self.chan_headers(chan),
+                ("UserEvent", WELLBEING_EVENT),
+                ("HotlineCallId", variables.get("HOTLINE_CALL_ID", "")),
+                ("Digit", self.wellbeing_digits.get(number, "1")),
+            ],
+        )
+        await self.sleep(self.originate_talk_s / 2)
 
     async def _dial_far_end(self, operator_leg: Chan, number: str) -> int:
         """Click-to-call's second leg; returns the cause the operator's channel hangs up with."""

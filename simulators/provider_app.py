@@ -1,6 +1,7 @@
 """A provider-app simulator: polls the provider API for offers and accepts, declines or
 ignores each with configurable odds and delays, then reports en route, on scene and done
-with a location moving towards the elder. It speaks only the public HTTP API.
+with a location moving towards the elder; a work order it checks in and out of at the
+elder's door. It speaks only the public HTTP API.
 
     python -m simulators.provider_app --url http://127.0.0.1:8080 --token hl_... \\
         --accept 0.7 --decline 0.2 --delay 2 --travel 5
@@ -96,12 +97,47 @@ class ProviderApp:
         self.accepted.append(offer["id"])
         if not b.finish:
             return
+        if offer.get("service_request_id"):
+            await self._work_order(http, offer["service_request_id"])
+            return
         await self._post(http, offer["id"], "en_route", {"lat": 30.0, "lon": 121.1})
         await asyncio.sleep(b.travel_s)
         await self._post(http, offer["id"], "on_scene", {"lat": 30.0, "lon": 121.1})
         await asyncio.sleep(b.work_s)
         if await self._post(http, offer["id"], "done", {}):
             self.finished.append(offer["id"])
+
+    async def _work_order(self, http: aiohttp.ClientSession, order_id: str) -> None:
+        """A work order: go to the door, check in, do the work, check out with what was done.
+        When the elder's entitlement cannot cover it, the worker settles the rest as self-pay,
+        as the elder agrees at the door."""
+        b = self.behaviour
+        async with http.get(f"{self.url}/api/v1/service-requests/{order_id}") as resp:
+            if resp.status >= 400:
+                self.errors.append(f"read {order_id}: {resp.status}")
+                return
+            order = await resp.json()
+        site = {"lat": order["site"]["lat"], "lon": order["site"]["lon"]}
+        await asyncio.sleep(b.travel_s)
+        if not await self._order(http, order_id, "check-in", site):
+            return
+        await asyncio.sleep(b.work_s)
+        out = {**site, "quantity": order["quantity"]}
+        settled = await self._order(http, order_id, "check-out", out, quiet=(409,)) or await self._order(
+            http, order_id, "check-out", {**out, "remainder_payer": "self_pay"}
+        )
+        if settled:
+            self.finished.append(order_id)
+
+    async def _order(
+        self, http: aiohttp.ClientSession, order_id: str, action: str, body: dict[str, Any], quiet: tuple[int, ...] = ()
+    ) -> bool:
+        async with http.post(f"{self.url}/api/v1/service-requests/{order_id}/{action}", json=body) as resp:
+            if resp.status >= 400:
+                if resp.status not in quiet:
+                    self.errors.append(f"{action} {order_id}: {resp.status} {(await resp.json())['error']['message']}")
+                return False
+            return True
 
 
 def main() -> None:

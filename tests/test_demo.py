@@ -56,6 +56,18 @@ def test_demo_turns_alarms_into_incidents_and_signed_family_alerts(tmp_path: Pat
     # The simulated provider apps may already have finished some: opened means open or resolved.
     assert summary["incidents_open"] + summary["incidents_resolved"] >= 2
     assert summary["family_alerts_verified"] >= 2 and summary["bad_signatures"] == 0
+    # The service loop flows beside the alarms: requests taken, and the campaign's calls answered or not.
+    assert summary["work_orders_requested"] >= 2
+    assert set(summary["campaign_outcomes"]) <= {
+        "answered_ok",
+        "answered_need",
+        "no_answer",
+        "failed",
+        "pending",
+        "calling",
+        "retry",
+    }
+    assert sum(summary["campaign_outcomes"].values()) >= 1
     assert "console http://" in stdout and "devices online 8/8" in stdout
     # The children were ours and are gone: no process still runs from the demo's work dir.
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout

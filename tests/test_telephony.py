@@ -161,10 +161,15 @@ async def test_unknown_caller_pops_with_a_null_profile_and_the_call_opens_an_inc
     req["elder_id"] = w["elder"]["id"]
     async with http.post(f"{backend.url}/api/v1/calls/{row['id']}/incident", json=req, headers=auth(w["op2"])) as r:
         assert r.status == 201, await r.text()
-        incident = await r.json()
-    assert (incident["type"], incident["source"]) == ("service_request", "call")
+        order = await r.json()
+    # One record of a service request: the work order, linked to the call both ways.
+    assert (order["service"], order["call_id"], order["elder_id"]) == ("meals", row["id"], w["elder"]["id"])
+    assert order["timeline"][0]["kind"] == "requested"
     async with http.get(f"{backend.url}/api/v1/calls/{row['id']}", headers=auth(w["op2"])) as r:
-        assert (await r.json())["incident_id"] == incident["id"]
+        call = await r.json()
+    assert (call["service_request_id"], call["incident_id"]) == (order["id"], None)
+    async with http.post(f"{backend.url}/api/v1/calls/{row['id']}/incident", json=req, headers=auth(w["op2"])) as r:
+        assert r.status == 400 and order["id"] in (await r.json())["error"]["message"]  # linked once
 
 
 async def _rows(http: aiohttp.ClientSession, backend: BackendProcess, token: str, **match: Any) -> list[dict[str, Any]]:

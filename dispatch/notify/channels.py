@@ -73,6 +73,7 @@ class CallPlacer(Protocol):
         elder_id: str | None = None,
         incident_id: str | None = None,
         wait_s: float = 10.0,
+        dialplan: str | None = None,
     ) -> dict[str, Any]: ...
 
     async def call_by_key(self, idempotency_key: str) -> dict[str, Any] | None: ...

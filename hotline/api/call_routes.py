@@ -7,13 +7,25 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 from sqlalchemy import and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from dispatch.incidents import Incidents
+from hotline.api.care_routes import care
 from hotline.api.common import audit, listing, running
 from hotline.api.keys import SERVICES
-from hotline.api.models import AgentList, CallIn, CallIncidentIn, CallQuery, CallStats, PauseIn, PeriodQuery
+from hotline.api.models import (
+    AgentList,
+    CallIn,
+    CallIncidentIn,
+    CallOpened,
+    CallQuery,
+    CallStats,
+    PauseIn,
+    PeriodQuery,
+)
 from hotline.api.registry import Api, Reply, principal
+from hotline.care.orders import Effects
 from hotline.core import wire
 from hotline.errors import ForbiddenError, NotFoundError, ValidationError
 from hotline.storage.models import CallRecord, Device, Elder, EmergencyContact, User
@@ -198,14 +210,16 @@ async def place_call(request: web.Request, body: CallIn) -> wire.CallRecord:
 
 @api.post(
     "/api/v1/calls/{id}/incident",
-    response=wire.Incident,
+    response=CallOpened,
     status=201,
-    also={200: wire.Incident},
+    also={200: CallOpened},
     permission="calls.write",
+    errors=(409,),
     tag="calls",
 )
 async def incident_from_call(request: web.Request, body: CallIncidentIn) -> Reply:
-    """Open an incident or a service request from a call; the call is linked to it.
+    """Open an incident, or for ``type: service_request`` a work order, from a call; the call is
+    linked to it.
 
     200 when it joined an open incident of the same elder.
     """
@@ -214,21 +228,12 @@ async def incident_from_call(request: web.Request, body: CallIncidentIn) -> Repl
     severity = body.severity or ("critical" if type_ == "emergency" else "medium")
     if type_ == "service_request" and body.service is None:
         raise ValidationError("a service request needs a catalogue service", field="service")
-    service = body.service if type_ == "service_request" else None
     note = body.note
     svc = request.app[SERVICES]
+    if type_ == "service_request":
+        return Reply(await _work_order_from_call(request, body), 201)
     async with svc.sm() as session, session.begin():
-        call = await session.get(CallRecord, request.match_info["id"], with_for_update=True)
-        if call is None:
-            raise NotFoundError(f"call {request.match_info['id']} not found")
-        if call.incident_id is not None:
-            raise ValidationError(f"call is already linked to incident {call.incident_id}", field="id")
-        elder_id = body.elder_id or call.elder_id
-        if elder_id is None:
-            raise ValidationError("the caller is unknown: give elder_id", field="elder_id")
-        elder = await session.scalar(select(Elder).where(Elder.id == elder_id).options(selectinload(Elder.contacts)))
-        if elder is None:
-            raise ValidationError(f"elder {elder_id} does not exist", field="elder_id")
+        call, elder = await _call_and_elder(session, request.match_info["id"], body.elder_id)
         incidents = svc.dispatch.incidents if svc.dispatch is not None else Incidents()
         incident, created = await incidents.open(
             session,
@@ -238,8 +243,7 @@ async def incident_from_call(request: web.Request, body: CallIncidentIn) -> Repl
             actor=who.user_id,
             now=datetime.now(UTC),
             severity=severity,
-            detail={"call_id": call.id, "note": note, "service": service},
-            service=service,
+            detail={"call_id": call.id, "note": note},
             notify_family=type_ in ("emergency", "health"),
         )
         call.incident_id = incident.id
@@ -251,7 +255,50 @@ async def incident_from_call(request: web.Request, body: CallIncidentIn) -> Repl
             await svc.bus.publish(message)
     if svc.outbox is not None:
         svc.outbox.wake()
-    return Reply(out, 200 if created.merged else 201)
+    return Reply(CallOpened(out), 200 if created.merged else 201)
+
+
+async def _call_and_elder(session: AsyncSession, call_id: str, elder_id: str | None) -> tuple[CallRecord, Elder]:
+    call = await session.get(CallRecord, call_id, with_for_update=True)
+    if call is None:
+        raise NotFoundError(f"call {call_id} not found")
+    if call.incident_id is not None or call.service_request_id is not None:
+        linked = call.incident_id or call.service_request_id
+        raise ValidationError(f"call is already linked to {linked}", field="id")
+    elder_id = elder_id or call.elder_id
+    if elder_id is None:
+        raise ValidationError("the caller is unknown: give elder_id", field="elder_id")
+    elder = await session.scalar(select(Elder).where(Elder.id == elder_id).options(selectinload(Elder.contacts)))
+    if elder is None:
+        raise ValidationError(f"elder {elder_id} does not exist", field="elder_id")
+    return call, elder
+
+
+async def _work_order_from_call(request: web.Request, body: CallIncidentIn) -> CallOpened:
+    """The one record of a service request from a call: a work order linked both ways."""
+    who = principal(request)
+    orders = care(request).orders
+    fx = Effects()
+    async with request.app[SERVICES].sm() as session, session.begin():
+        call, elder = await _call_and_elder(session, request.match_info["id"], body.elder_id)
+        assert body.service is not None
+        order = await orders.open(
+            session,
+            fx,
+            elder_id=elder.id,
+            service=body.service,
+            quantity=1.0,
+            actor=who.user_id,
+            now=datetime.now(UTC),
+            note=body.note or "",
+            call_id=call.id,
+        )
+        call.service_request_id = order.id
+        call.elder_id = call.elder_id or elder.id
+        audit(session, who, "service_request.create_from_call", "service_request", order.id, call_id=call.id)
+        out = await orders.detail(session, order)
+    await orders.announce(fx)
+    return CallOpened(out)
 
 
 # -- agents -------------------------------------------------------------------------------

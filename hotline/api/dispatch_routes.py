@@ -16,6 +16,7 @@ from dispatch.notify.links import FamilyLinks
 from dispatch.policy import parse_tracks
 from dispatch.ranking import check_working_hours
 from dispatch.service import DispatchService
+from hotline.api.care_routes import care
 from hotline.api.common import audit, listing, running
 from hotline.api.keys import SERVICES
 from hotline.api.models import (
@@ -34,6 +35,7 @@ from hotline.api.models import (
     ProviderQuery,
     ReasonIn,
     ResolveIn,
+    WorkOrderState,
 )
 from hotline.api.registry import Api, Reply, principal
 from hotline.auth import require
@@ -123,6 +125,8 @@ async def patch_provider(request: web.Request, body: ProviderPatch) -> wire.Prov
             raise ValidationError(f"a provider may change only {', '.join(sorted(SELF_FIELDS))}", field=extra[0])
     else:
         require(who, "providers.write")
+    if "bad_credit" in changed:
+        require(who, "providers.credit")
     values = body.model_dump(include=changed)
     if "services" in values:
         values["services"] = sorted(set(values["services"]))
@@ -157,8 +161,12 @@ async def create_incident(request: web.Request, body: IncidentIn) -> Reply:
     A signal inside the merge window joins the open incident: the answer is then 200 with merged true.
     """
     who = principal(request)
-    if body.type == "service_request" and body.service is None:
-        raise ValidationError("a service request needs a catalogue service", field="service")
+    if body.type == "service_request":
+        # One record of a service request: the work order, not an incident beside it.
+        raise ValidationError(
+            "a service request is a work order: POST /api/v1/service-requests (or POST /api/v1/calls/{id}/incident)",
+            field="type",
+        )
     out, merged = await _dispatch(request).create(
         elder_id=body.elder_id,
         actor=who.user_id,
@@ -304,10 +312,24 @@ def _answer(out: dict[str, Any], offer_id: str) -> OfferAnswer:
 _OFFER = {"response": OfferAnswer, "permission": "offers.respond", "errors": (409,), "tag": "provider app"}
 
 
+async def _work_order(request: web.Request, offer_id: str) -> bool:
+    """Whether the offer is for a work order (the service loop answers it) or an incident."""
+    async with request.app[SERVICES].sm() as session:
+        return await session.scalar(select(Offer.service_request_id).where(Offer.id == offer_id)) is not None
+
+
 async def _reply(request: web.Request, *, accept: bool, body: ReasonIn | None) -> OfferAnswer:
     offer_id = request.match_info["id"]
+    reason = body.reason if body else None
+    if await _work_order(request, offer_id):
+        offer, order = await care(request).orders.respond(
+            offer_id, _provider_id(request), principal(request).user_id, accept=accept, reason=reason
+        )
+        return OfferAnswer(
+            offer=wire.Offer.model_validate(offer), service_request=WorkOrderState(id=order.id, status=order.status)
+        )
     out = await _dispatch(request).respond(
-        offer_id, _provider_id(request), principal(request).user_id, accept=accept, reason=body.reason if body else None
+        offer_id, _provider_id(request), principal(request).user_id, accept=accept, reason=reason
     )
     return _answer(out, offer_id)
 
@@ -331,6 +353,10 @@ async def _progress(request: web.Request, step: str, body: ProgressIn | None) ->
             raise ValidationError("give both lat and lon", field="lat" if body.lat is None else "lon")
         location = {"lat": body.lat, "lon": body.lon}
     offer_id = request.match_info["id"]
+    if await _work_order(request, offer_id):
+        raise ConflictError(
+            "a work order moves by check-in and check-out: POST /api/v1/service-requests/{id}/check-in|check-out"
+        )
     out = await _dispatch(request).progress(
         offer_id, _provider_id(request), principal(request).user_id, step=step, location=location
     )

@@ -16,6 +16,7 @@ from dispatch.service import DispatchService
 from hotline.api.ws import ConsoleHub
 from hotline.auth import Principal
 from hotline.bus import EventBus
+from hotline.care.service import CareService
 from hotline.config import Settings
 from hotline.telephony.service import TelephonyService
 
@@ -33,6 +34,7 @@ class Services:
     telephony: TelephonyService | None = None
     dispatch: DispatchService | None = None
     geo_sync: GeoSync | None = None
+    care: CareService | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
 

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     StringConstraints,
     ValidationInfo,
     WithJsonSchema,
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from hotline.core import vocab
+from hotline.core.care import ServiceRequestDetail
 from hotline.core.vocab import (
     Availability,
     CallPurpose,
@@ -37,10 +39,11 @@ from hotline.core.vocab import (
     Gender,
     LivingSituation,
     ProviderKind,
+    Region,
     ServiceCode,
     Severity,
 )
-from hotline.core.wire import AgentState, Offer, UtcTime
+from hotline.core.wire import AgentState, Eligibility, Incident, Offer, UtcTime
 
 MAX_OFFSET = 1_000_000_000  # databases take 64-bit offsets; past this it is a mistake, not a page
 PHONE_PATTERN = r"^\+?[0-9][0-9 ()-]{2,30}$"
@@ -161,6 +164,10 @@ class ElderIn(In):
     hr_low: int | None = Field(None, ge=20, le=120)
     hr_high: int | None = Field(None, ge=60, le=250)
     inactivity_hours: float | None = Field(None, ge=0.0001, le=168)
+    region: Region | None = Field(None, description="the entitlement rule set; HOTLINE_REGION when left out")
+    eligibility: Eligibility | None = Field(
+        None, description="when left out, derived from care_level and economic_category"
+    )
     contacts: list[ContactIn] = Field(default_factory=list, max_length=10)
 
 
@@ -250,9 +257,17 @@ class IncidentState(BaseModel):
     status: vocab.IncidentStatus
 
 
+class WorkOrderState(BaseModel):
+    id: str
+    status: str
+
+
 class OfferAnswer(BaseModel):
+    """The offer after the answer, and the state of what it offered: an incident, or a work order."""
+
     offer: Offer
-    incident: IncidentState
+    incident: IncidentState | None = None
+    service_request: WorkOrderState | None = None
 
 
 class ProviderIn(In):
@@ -302,6 +317,30 @@ class Patch(In):
         return value
 
 
+class ElderPatch(Patch):
+    """Change an elder's record; contacts are not changed here."""
+
+    NULLABLE = frozenset({"district", "hr_low", "hr_high", "inactivity_hours"})
+    name: Text64 | None = None
+    gender: Gender | None = None
+    birth_date: Annotated[date, AfterValidator(_plausible_birth)] | None = None
+    address: Text255 | None = None
+    district: Text64 | None = Field(None, description="null clears it")
+    lat: Lat | None = None
+    lon: Lon | None = None
+    phones: list[Phone] | None = Field(None, max_length=5)
+    medical_notes: Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)] | None = None
+    care_level: CareLevel | None = None
+    economic_category: EconomicCategory | None = None
+    living_situation: LivingSituation | None = None
+    home_radius_m: int | None = Field(None, ge=50, le=50_000)
+    hr_low: int | None = Field(None, ge=20, le=120, description="null: the default")
+    hr_high: int | None = Field(None, ge=60, le=250, description="null: the default")
+    inactivity_hours: float | None = Field(None, ge=0.0001, le=168, description="null: the default")
+    region: Region | None = None
+    eligibility: Eligibility | None = Field(None, description="replaces the whole eligibility")
+
+
 class ProviderPatch(Patch):
     """A provider's own account may change only availability, lat and lon."""
 
@@ -318,6 +357,7 @@ class ProviderPatch(Patch):
     capacity: int | None = Field(None, ge=1, le=10_000)
     availability: Availability | None = None
     rating: float | None = Field(None, ge=0, le=5)
+    bad_credit: bool | None = Field(None, description="supervisors and admins only: no more government-paid work")
 
 
 class ProviderQuery(PageQuery):
@@ -384,6 +424,11 @@ class CallIncidentIn(In):
     service: ServiceCode | None = Field(None, description="required for service_request")
     elder_id: Id40 | None = Field(None, description="required when the caller was not recognised")
     note: Note | None = None
+
+
+class CallOpened(RootModel[Incident | ServiceRequestDetail]):
+    """What a call opened: the incident (or the open one it joined), or for ``type:
+    service_request`` the work order."""
 
 
 class AgentList(BaseModel):

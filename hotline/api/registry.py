@@ -63,6 +63,8 @@ class Operation:
     body_optional: bool = False
     query: type[BaseModel] | None = None
     media: str = JSON
+    # Other content types the success answer may have (a report as CSV or XLSX), as binary strings.
+    alt_media: tuple[str, ...] = ()
 
     @property
     def path_params(self) -> list[str]:
@@ -176,6 +178,7 @@ class Api:
         errors: Iterable[int] = (),
         tag: str,
         media: str = JSON,
+        alt_media: Iterable[str] = (),
     ) -> Callable[[Handler], Handler]:
         """Register ``handler`` for ``method path``. ``permission`` is checked before the
         request is read; a handler with its own rule (a provider editing itself) passes None
@@ -201,6 +204,7 @@ class Api:
                     body_optional=body_optional,
                     query=query,
                     media=media,
+                    alt_media=tuple(alt_media),
                 )
             )
             return handler
@@ -367,6 +371,8 @@ def _operation(op: Operation, key_map: Mapping[Any, Any], schemas: Mapping[str, 
                 entry["content"] = {op.media: {"schema": key_map[(model, "serialization")]}}
             elif op.media != JSON:
                 entry["content"] = {op.media: {"schema": {"type": "string"}}}
+            for media in op.alt_media if status == op.ok else ():
+                entry.setdefault("content", {})[media] = {"schema": {"type": "string", "format": "binary"}}
             responses[str(status)] = entry
         else:
             # OpenAPI 3.1 lets a reference carry its own description.

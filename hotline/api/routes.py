@@ -16,7 +16,16 @@ from devices.credentials import hash_device_secret, new_device_secret
 from devices.errors import ContractError, UnknownDeviceError, UnknownIncidentError
 from hotline.api.common import audit, listing, running
 from hotline.api.keys import HUB, SERVICES
-from hotline.api.models import CommandIn, DeviceIn, DeviceQuery, ElderIn, ElderQuery, IncidentQuery, PageQuery
+from hotline.api.models import (
+    CommandIn,
+    DeviceIn,
+    DeviceQuery,
+    ElderIn,
+    ElderPatch,
+    ElderQuery,
+    IncidentQuery,
+    PageQuery,
+)
 from hotline.api.registry import Api, principal
 from hotline.core import wire
 from hotline.core.messages import ConsoleFeed
@@ -95,13 +104,42 @@ def _contacts(body: ElderIn) -> list[EmergencyContact]:
 async def create_elder(request: web.Request, body: ElderIn) -> wire.Elder:
     """Register an elder with their emergency contacts."""
     who = principal(request)
-    elder = Elder(**body.model_dump(exclude={"contacts"}), contacts=_contacts(body))
+    fields = body.model_dump(exclude={"contacts", "region", "eligibility"})
+    eligibility = body.eligibility or wire.Eligibility.derived(body.care_level, body.economic_category)
+    elder = Elder(
+        **fields,
+        region=body.region or request.app[SERVICES].settings.region,
+        eligibility=eligibility.model_dump(mode="json"),
+        contacts=_contacts(body),
+    )
     async with request.app[SERVICES].sm() as session, session.begin():
         session.add(elder)
         await session.flush()
         audit(session, who, "elder.create", "elder", elder.id)
         out = wire.Elder.model_validate(elder)
     log.info("elder created elder_id=%s name=%s by=%s", elder.id, mask_name(elder.name), who.user_id)
+    return out
+
+
+@api.patch("/api/v1/elders/{id}", response=wire.Elder, permission="elders.write", tag="elders")
+async def patch_elder(request: web.Request, body: ElderPatch) -> wire.Elder:
+    """Change an elder's record: only the fields given. The eligibility is replaced as a whole."""
+    who = principal(request)
+    elder_id = request.match_info["id"]
+    values = body.model_dump(include=body.model_fields_set, mode="json")
+    if body.birth_date is not None:
+        values["birth_date"] = body.birth_date
+    async with request.app[SERVICES].sm() as session, session.begin():
+        elder = await session.scalar(
+            select(Elder).where(Elder.id == elder_id).options(selectinload(Elder.contacts)).with_for_update()
+        )
+        if elder is None:
+            raise NotFoundError(f"elder {elder_id} not found")
+        for name, value in values.items():
+            setattr(elder, name, value)
+        audit(session, who, "elder.update", "elder", elder_id, fields=sorted(body.model_fields_set))
+        out = wire.Elder.model_validate(elder)
+    log.info("elder updated elder_id=%s fields=%s by=%s", elder_id, ",".join(sorted(values)), who.user_id)
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter
 
+from hotline.core.care import ServiceRequest
 from hotline.core.wire import AgentState, Elder, ElderSummary, Incident, Offer
 
 
@@ -56,10 +57,44 @@ class OfferedIncident(BaseModel):
     location: dict[str, Any]
 
 
+class OfferedWork(BaseModel):
+    """A work order as its offer shows it: the service, the time and the address."""
+
+    id: str
+    service: str
+    quantity: float
+    unit: str
+    scheduled_for: str | None
+    address: str
+    location: dict[str, Any]
+
+
 class OfferChanged(Message):
     type: Literal["offer.created", "offer.updated", "offer.closed"]
     offer: Offer
     incident: OfferedIncident | None = None
+    service_request: OfferedWork | None = None
+
+
+class ServiceRequestChanged(Message):
+    """A work order was opened or moved (requested, dispatched, scheduled, completed, ...)."""
+
+    type: Literal["service_request.created", "service_request.updated"]
+    service_request: ServiceRequest
+
+
+class ServiceAlert(Message):
+    """The service loop asks dispatchers and supervisors to act: a no-show, a far check-in,
+    no provider, an overdue follow-up or complaint, a low score, an elder who needs help."""
+
+    type: Literal["service.alert"]
+    kind: str
+    message: str
+    at: str | None
+    service_request_id: str | None = None
+    provider_id: str | None = None
+    follow_up_id: str | None = None
+    complaint_id: str | None = None
 
 
 class EscalationAlert(Message):
@@ -184,6 +219,8 @@ BusMessage = Annotated[
     IncidentCreated
     | IncidentUpdated
     | OfferChanged
+    | ServiceRequestChanged
+    | ServiceAlert
     | EscalationAlert
     | DevicePresence
     | DeviceConditionChanged

@@ -98,6 +98,7 @@ class ServiceCode(StrEnum):
     HOME_ADAPTATION = "home_adaptation"
     ASSISTIVE_RENTAL = "assistive_rental"
     CAREGIVER_TRAINING = "caregiver_training"
+    VISIT = "visit"  # 巡访上门: a wellbeing visit, opened by campaigns
 
 
 class Severity(StrEnum):
@@ -233,6 +234,7 @@ class CallPurpose(StrEnum):
     CONTACT = "contact"
     ALARM_CALLBACK = "alarm_callback"
     WELLBEING = "wellbeing"
+    FOLLOW_UP = "follow_up"  # 回访
 
 
 class DeviceEventType(StrEnum):
@@ -262,6 +264,121 @@ class DeadLetterDisposition(StrEnum):
     REJECTED = "rejected"
     ACCEPTED_WITH_WARNING = "accepted_with_warning"
     PARKED = "parked"
+
+
+# -- the service loop (hotline/care) ---------------------------------------------------
+
+
+class Region(StrEnum):
+    """The entitlement rule set an elder is assessed under (rules are data: see /entitlement-rules)."""
+
+    YUYAO = "yuyao"  # 余姚
+    HONGGU = "honggu"  # 红古
+
+
+class EligibilityCategory(StrEnum):
+    DIBAO = "dibao"  # 低保
+    DIBAO_EDGE = "dibao_edge"  # 低保边缘
+    SANWU = "sanwu"  # 三无
+    WUBAO = "wubao"  # 五保
+    FAMILY_PLANNING_SPECIAL = "family_planning_special"  # 计划生育特殊家庭
+    ENTITLED_VETERAN = "entitled_veteran"  # 享受定期抚恤补助优抚对象
+    BRAVERY_HONOUR = "bravery_honour"  # 见义勇为 (the elder or a child)
+    LOW_INCOME = "low_income"  # 其他低收入家庭
+
+
+class Degree(StrEnum):
+    """In rising order: a disability or dementia as assessed (能力评估)."""
+
+    NONE = "none"
+    MILD = "mild"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+
+
+class Unit(StrEnum):
+    HOUR = "hour"
+    VISIT = "visit"
+    MEAL = "meal"
+    ITEM = "item"
+
+
+class Payer(StrEnum):
+    """Who pays for a work order's units."""
+
+    SUBSIDY_HOURS = "subsidy_hours"  # the month's free home-care hours
+    SUBSIDY_YUAN = "subsidy_yuan"  # the month's service subsidy in yuan
+    LTC_INSURANCE = "ltc_insurance"  # 长期护理保险
+    SELF_PAY = "self_pay"
+    CHARITY = "charity"
+
+
+class Benefit(StrEnum):
+    HOME_CARE_HOURS = "home_care_hours"
+    SUBSIDY_YUAN = "subsidy_yuan"
+    FREE_ONE_TOUCH_PHONE = "free_one_touch_phone"
+
+
+class ServiceRequestStatus(StrEnum):
+    REQUESTED = "requested"
+    ASSESSED = "assessed"
+    DISPATCHED = "dispatched"
+    ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"
+    STARTED = "started"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    REFERRED = "referred"
+
+
+class FollowUpStatus(StrEnum):
+    DUE = "due"
+    DONE = "done"
+    OVERDUE = "overdue"
+
+
+class ComplaintStatus(StrEnum):
+    RECEIVED = "received"
+    INVESTIGATING = "investigating"
+    UPHELD = "upheld"
+    REJECTED = "rejected"
+    CLOSED = "closed"
+
+
+class ReferralStatus(StrEnum):
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    CLOSED = "closed"
+
+
+class ContactMethod(StrEnum):
+    """How a complaint or a request reached us."""
+
+    PHONE = "phone"
+    WEB = "web"
+    VISIT = "visit"
+    LETTER = "letter"
+    FOLLOW_UP = "follow_up"
+
+
+class WellbeingOutcome(StrEnum):
+    ANSWERED_OK = "answered_ok"
+    ANSWERED_NEED = "answered_need"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+
+
+class CampaignMode(StrEnum):
+    IVR = "ivr"  # the elder presses 1 (all well) or 2 (needs something) in the dialplan
+    OPERATOR = "operator"  # the answered call joins the 12349 queue; the operator records it
+
+
+class TargetState(StrEnum):
+    PENDING = "pending"
+    CALLING = "calling"
+    RETRY = "retry"
+    DONE = "done"
 
 
 def values(vocabulary: type[StrEnum]) -> tuple[str, ...]:

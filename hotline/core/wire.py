@@ -22,17 +22,21 @@ from hotline.core.vocab import (
     CareLevel,
     ContactChannel,
     DeadLetterDisposition,
+    Degree,
     DeviceKind,
     EconomicCategory,
+    EligibilityCategory,
     Gender,
     IncidentStatus,
     IncidentType,
     LivingSituation,
     OfferStatus,
     ProviderKind,
+    Region,
     ServiceCode,
     Severity,
     TimerState,
+    values,
 )
 
 
@@ -75,6 +79,32 @@ class Page(Wire, Generic[M]):
 
     items: list[M]
     total: int = Field(ge=0)
+
+
+class Eligibility(BaseModel):
+    """The facts the entitlement rules read (set by an assessment, 能力评估)."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+
+    local_hukou: bool = Field(True, description="本地户籍")
+    resident: bool = Field(True, description="actually lives in the area (实际居住)")
+    categories: list[EligibilityCategory] = Field(default_factory=list, max_length=8)
+    disability: Degree = Degree.NONE
+    dementia: Degree = Degree.NONE
+    disability_nursing_subsidy: bool = Field(False, description="draws the 残疾人护理补贴")
+    severe_chronic_disease: bool = False
+
+    @classmethod
+    def derived(cls, care_level: str, economic_category: str) -> Eligibility:
+        """What the register's care level and economic category already say."""
+        degree = {"mild": "mild", "moderate": "moderate", "severe": "severe", "partly_disabled": "moderate"}
+        return cls.model_validate(
+            {
+                "categories": [economic_category] if economic_category in values(EligibilityCategory) else [],
+                "disability": degree.get(care_level, "none"),
+                "dementia": "moderate" if care_level == "dementia" else "none",
+            }
+        )
 
 
 class Location(BaseModel):
@@ -134,6 +164,8 @@ class ElderSummary(_ElderBase):
 
 class Elder(_ElderBase):
     birth_date: date
+    region: Region
+    eligibility: Eligibility
     district: str | None
     lat: float
     lon: float
@@ -253,7 +285,8 @@ class Notification(Wire):
 
 class Offer(Wire):
     id: str
-    incident_id: str
+    incident_id: str | None = Field(description="the incident offered; null for a work order")
+    service_request_id: str | None = Field(None, description="the work order offered; null for an incident")
     provider_id: str
     rank: int
     eta_min: float | None
@@ -309,6 +342,7 @@ class Provider(Wire):
     current_load: int
     availability: Availability
     rating: float
+    bad_credit: bool = Field(description="a bad credit record: never offered government-paid work")
     phone: str | None
     working_hours: dict[str, Any] = Field(
         description='day ranges to spans in UTC+8, e.g. {"mon-fri": "08:00-18:00", "sat": ["09:00-12:00"]};'
@@ -353,7 +387,8 @@ class RoutingDecision(Wire):
     load_band, rating_band, last_offered_at) and readable reasons; excluded providers have a reason."""
 
     id: int
-    incident_id: str
+    incident_id: str | None = Field(description="the incident ranked for; null for a work order")
+    service_request_id: str | None = Field(None, description="the work order ranked for")
     at: UtcTime
     service: str
     origin: dict[str, Any]
@@ -403,7 +438,9 @@ class CallRecord(Wire):
     attempts: list[dict[str, Any]]
     purpose: str | None
     incident_id: str | None
+    service_request_id: str | None = None
     device_id: str | None
+    digits: str | None = Field(None, description="keys the callee pressed in an automated check")
     requested_by: str | None
     detail: str | None
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 from hotline.core.vocab import (
     OPEN_INCIDENT_STATUSES,
@@ -36,20 +37,31 @@ from hotline.core.vocab import (
     CallDirection,
     CallOutcome,
     CallState,
+    CampaignMode,
     CareLevel,
+    ComplaintStatus,
     ContactChannel,
+    ContactMethod,
     DeadLetterDisposition,
     DeviceKind,
     EconomicCategory,
+    FollowUpStatus,
     Gender,
     IncidentStatus,
     IncidentType,
     LivingSituation,
     OfferStatus,
+    Payer,
     ProviderKind,
+    ReferralStatus,
+    Region,
     Role,
+    ServiceRequestStatus,
     Severity,
+    TargetState,
     TimerState,
+    Unit,
+    WellbeingOutcome,
     values,
 )
 
@@ -98,6 +110,19 @@ VOCABULARY_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...], bool], ...]] = {
     ),
     "users": (("role", values(Role), False),),
     "dead_letters": (("disposition", values(DeadLetterDisposition), False),),
+    "services": (("unit", values(Unit), False),),
+    "service_requests": (
+        ("status", values(ServiceRequestStatus), False),
+        ("payer", values(Payer), True),
+        ("unit", values(Unit), False),
+    ),
+    "care_timers": (("state", values(TimerState), False),),
+    "follow_ups": (("status", values(FollowUpStatus), False),),
+    "complaints": (("status", values(ComplaintStatus), False), ("channel", values(ContactMethod), False)),
+    "referrals": (("status", values(ReferralStatus), False),),
+    "campaigns": (("mode", values(CampaignMode), False),),
+    "campaign_targets": (("state", values(TargetState), False), ("outcome", values(WellbeingOutcome), True)),
+    "settlement_lines": (("payer", values(Payer), False),),
 }
 
 
@@ -157,6 +182,9 @@ class Elder(Base):
     hr_low: Mapped[int | None] = mapped_column(Integer)
     hr_high: Mapped[int | None] = mapped_column(Integer)
     inactivity_hours: Mapped[float | None] = mapped_column(Float)
+    # The entitlement rule set, and the facts the rules read (see hotline/care/eligibility.py).
+    region: Mapped[str] = mapped_column(String(16), default=Region.YUYAO.value, server_default=Region.YUYAO.value)
+    eligibility: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     contacts: Mapped[list[EmergencyContact]] = relationship(
@@ -249,6 +277,8 @@ class Provider(Base):
     current_load: Mapped[int] = mapped_column(Integer, default=0)
     availability: Mapped[str] = mapped_column(String(16), default="available")
     rating: Mapped[float] = mapped_column(Float, default=4.0)
+    # A bad credit record (信用): no more government-paid work, set by supervisors.
+    bad_credit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Equals take turns: among equally good candidates the one offered work longest ago goes first.
     last_offered_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -434,7 +464,10 @@ class CallRecord(Base):
     purpose: Mapped[str | None] = mapped_column(String(24))
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    service_request_id: Mapped[str | None] = mapped_column(ForeignKey("service_requests.id"), index=True)
     device_id: Mapped[str | None] = mapped_column(String(64))
+    # What the elder pressed in an automated wellbeing check (a UserEvent from the dialplan).
+    digits: Mapped[str | None] = mapped_column(String(16))
     requested_by: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(500))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -490,6 +523,9 @@ class RoutingDecision(Base):
     __tablename__ = "routing_decisions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    service_request_id: Mapped[str | None] = mapped_column(
+        ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
+    )
     at: Mapped[datetime] = mapped_column(default=utcnow)
     service: Mapped[str] = mapped_column(String(32))
     origin: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -502,13 +538,21 @@ class RoutingDecision(Base):
 
 
 class Offer(Base):
-    """Work offered to one provider. offered -> accepted | declined | expired | withdrawn;
-    an accepted offer then moves en_route -> on_scene -> done."""
+    """Work offered to one provider: an incident, or a work order (exactly one of the two).
+    offered -> accepted | declined | expired | withdrawn; an accepted offer then moves
+    en_route -> on_scene -> done."""
 
     __tablename__ = "offers"
-    __table_args__ = (Index("ix_offers_provider_status", "provider_id", "status"), *checks("offers"))
+    __table_args__ = (
+        Index("ix_offers_provider_status", "provider_id", "status"),
+        CheckConstraint("(incident_id IS NULL) <> (service_request_id IS NULL)", name="ck_offers_subject"),
+        *checks("offers"),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ofr"))
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    service_request_id: Mapped[str | None] = mapped_column(
+        ForeignKey("service_requests.id", ondelete="CASCADE"), index=True
+    )
     provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"))
     decision_id: Mapped[int | None] = mapped_column(ForeignKey("routing_decisions.id"))
     rank: Mapped[int] = mapped_column(Integer)
@@ -520,3 +564,286 @@ class Offer(Base):
     reason: Mapped[str | None] = mapped_column(String(500))
     location: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- the service loop (hotline/care) ---------------------------------------------------------
+
+
+class Service(Base):
+    """One entry of the service catalogue (养老服务包), with its unit, price and payers."""
+
+    __tablename__ = "services"
+    __table_args__ = checks("services")
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name_zh: Mapped[str] = mapped_column(String(64))
+    name_en: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(8))
+    price_yuan: Mapped[float] = mapped_column(Float)
+    payers: Mapped[list[Any]] = mapped_column(default=list)
+    needs_assessment: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EntitlementRuleSet(Base):
+    """A version of a region's entitlement rules. Rows are never edited: a change is a new version."""
+
+    __tablename__ = "entitlement_rules"
+    __table_args__ = (UniqueConstraint("region", "version", name="uq_entitlement_rules_region_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    region: Mapped[str] = mapped_column(String(16), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    effective_from: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    description: Mapped[str] = mapped_column(String(500), default="")
+    rules: Mapped[list[Any]] = mapped_column(default=list)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServiceRequest(Base):
+    """A work order (工单): from the request to the settlement. Its status moves only through
+    ``hotline.care.lifecycle.SERVICE_REQUEST``."""
+
+    __tablename__ = "service_requests"
+    __table_args__ = (Index("ix_service_requests_status", "status", "scheduled_for"), *checks("service_requests"))
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("wo"))
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id"), index=True)
+    service: Mapped[str] = mapped_column(ForeignKey("services.code"))
+    quantity: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(8))
+    scheduled_for: Mapped[datetime | None] = mapped_column()
+    payer: Mapped[str | None] = mapped_column(String(16))  # NULL until chosen (the default is computed)
+    remainder_payer: Mapped[str | None] = mapped_column(String(16))  # self_pay: who pays past the balance
+    status: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("providers.id"), index=True)
+    call_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    consultation_id: Mapped[str | None] = mapped_column(String(40))
+    campaign_target_id: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text, default="")
+    assessment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    check_in: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    check_out: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    far_check_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    no_shows: Mapped[int] = mapped_column(Integer, default=0)
+    settled_month: Mapped[str | None] = mapped_column(String(7))
+    closed_reason: Mapped[str | None] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+
+class ServiceRequestEvent(Base):
+    __tablename__ = "service_request_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service_request_id: Mapped[str] = mapped_column(ForeignKey("service_requests.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SettlementLine(Base):
+    """What a completed work order cost, per payer (and per funder of a subsidy): the ledger the
+    month's balance and the 资金划拨单 are read from."""
+
+    __tablename__ = "settlement_lines"
+    __table_args__ = (
+        UniqueConstraint("service_request_id", "payer", "funder", name="uq_settlement_lines_order_payer"),
+        Index("ix_settlement_lines_elder_month", "elder_id", "month"),
+        *checks("settlement_lines"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service_request_id: Mapped[str] = mapped_column(ForeignKey("service_requests.id", ondelete="CASCADE"))
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id"))
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"), index=True)
+    month: Mapped[str] = mapped_column(String(7))
+    payer: Mapped[str] = mapped_column(String(16))
+    funder: Mapped[str] = mapped_column(String(32), default="")  # a subsidy's level of government
+    rule: Mapped[str | None] = mapped_column(String(64))
+    hours: Mapped[float] = mapped_column(Float, default=0.0)
+    quantity: Mapped[float] = mapped_column(Float, default=0.0)
+    yuan: Mapped[float] = mapped_column(Float, default=0.0)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CareTimer(Base):
+    """A durable timer of the service loop: one per (kind, subject), fenced like the escalation
+    timers (firing bumps ``token`` with a conditional UPDATE)."""
+
+    __tablename__ = "care_timers"
+    __table_args__ = (
+        UniqueConstraint("kind", "subject_id", name="uq_care_timers_kind_subject"),
+        Index("ix_care_timers_due", "state", "due_at"),
+        *checks("care_timers"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column()
+    token: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FollowUp(Base):
+    """A follow-up call (回访) after a service or a consultation."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (Index("ix_follow_ups_status_due", "status", "due_at"), *checks("follow_ups"))
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("fu"))
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id"), index=True)
+    service_request_id: Mapped[str | None] = mapped_column(ForeignKey("service_requests.id"), index=True)
+    consultation_id: Mapped[str | None] = mapped_column(String(40))
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("providers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(12))
+    due_at: Mapped[datetime] = mapped_column()
+    call_key: Mapped[str | None] = mapped_column(String(200))
+    reached: Mapped[bool | None] = mapped_column(Boolean)
+    score: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    done_by: Mapped[str | None] = mapped_column(String(64))
+    done_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QualityReview(Base):
+    """A review opened against a provider (a low follow-up score, an upheld complaint)."""
+
+    __tablename__ = "quality_reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # follow_up | complaint
+    ref_id: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Complaint(Base):
+    """A complaint (投诉): received -> investigating -> upheld | rejected -> closed."""
+
+    __tablename__ = "complaints"
+    __table_args__ = checks("complaints")
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cpl"))
+    elder_id: Mapped[str | None] = mapped_column(ForeignKey("elders.id"), index=True)
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("providers.id"), index=True)
+    service_request_id: Mapped[str | None] = mapped_column(ForeignKey("service_requests.id"))
+    category: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    handler: Mapped[str | None] = mapped_column(String(64))
+    deadline_at: Mapped[datetime] = mapped_column()
+    escalated_at: Mapped[datetime | None] = mapped_column()
+    decision: Mapped[str | None] = mapped_column(String(16))  # upheld | rejected, kept once closed
+    finding: Mapped[str | None] = mapped_column(Text)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+
+class Referral(Base):
+    """A request handed to an outside agency (转介), tracked until it is closed."""
+
+    __tablename__ = "referrals"
+    __table_args__ = checks("referrals")
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ref"))
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id"), index=True)
+    service_request_id: Mapped[str | None] = mapped_column(ForeignKey("service_requests.id"))
+    agency: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))
+    outcome: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+
+class ProviderRating(Base):
+    """A provider's computed stars for a period, with every component (hotline/care/ratings.py)."""
+
+    __tablename__ = "provider_ratings"
+    __table_args__ = (UniqueConstraint("provider_id", "period", name="uq_provider_ratings_provider_period"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"), index=True)
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM: the month the ratings cover, up to computed_at
+    stars: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    components: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Campaign(Base):
+    """A wellbeing campaign (主动关怀/巡访): whom to call, on which RRULE, in which hours."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = checks("campaigns")
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cmp"))
+    name: Mapped[str] = mapped_column(String(128))
+    target: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    rrule: Mapped[str] = mapped_column(String(500))
+    dtstart: Mapped[datetime] = mapped_column()
+    calling_hours: Mapped[str] = mapped_column(String(200))
+    max_concurrent_calls: Mapped[int] = mapped_column(Integer, default=2)
+    attempts: Mapped[int] = mapped_column(Integer, default=3)
+    retry_after_min: Mapped[float] = mapped_column(Float, default=30.0)
+    mode: Mapped[str] = mapped_column(String(12), default="ivr")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignRun(Base):
+    __tablename__ = "campaign_runs"
+    __table_args__ = (UniqueConstraint("campaign_id", "scheduled_for", name="uq_campaign_runs_campaign_time"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    scheduled_for: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running | done
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class CampaignTarget(Base):
+    """One elder in one run: pending -> calling -> (retry -> calling ...) -> done, with one outcome."""
+
+    __tablename__ = "campaign_targets"
+    __table_args__ = (
+        UniqueConstraint("run_id", "elder_id", name="uq_campaign_targets_run_elder"),
+        Index("ix_campaign_targets_state", "state", "next_attempt_at"),
+        *checks("campaign_targets"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id"), index=True)
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column()
+    call_key: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    recorded_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(String(500))
+    visit_request_id: Mapped[str | None] = mapped_column(String(40))
+    family_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Consultation(Base):
+    """A care-advisor consultation (养老顾问): the needs stated and the list given, as given."""
+
+    __tablename__ = "consultations"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cns"))
+    elder_id: Mapped[str] = mapped_column(ForeignKey("elders.id"), index=True)
+    needs: Mapped[list[Any]] = mapped_column(default=list)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    advisor: Mapped[str] = mapped_column(String(64))
+    follow_up_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

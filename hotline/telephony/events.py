@@ -184,6 +184,21 @@ class CoreShowChannel(AmiEvent):
     bridge_id: str
 
 
+#: The automated wellbeing check's dialplan context, and the UserEvent it reports the key with.
+WELLBEING_CONTEXT = "hotline-wellbeing"
+WELLBEING_EVENT = "HotlineWellbeing"
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent(AmiEvent):
+    """A dialplan's ``UserEvent()``: the wellbeing check reports the key pressed with
+    ``UserEvent(HotlineWellbeing,HotlineCallId: ...,Digit: ...)`` (deploy/asterisk)."""
+
+    user_event: str
+    call_id: str
+    digit: str
+
+
 @dataclass(frozen=True, slots=True)
 class OtherEvent(AmiEvent):
     pass
@@ -279,6 +294,14 @@ _BUILDERS: dict[str, tuple[type[AmiEvent], _Builder]] = {
     "QueueEntry": (
         QueueEntry,
         lambda h: {"queue": h.get("Queue", ""), "position": _i(h, "Position"), "wait": _i(h, "Wait")},
+    ),
+    "UserEvent": (
+        UserEvent,
+        lambda h: {
+            "user_event": h.get("UserEvent", ""),
+            "call_id": h.get("HotlineCallId", ""),
+            "digit": h.get("Digit", ""),
+        },
     ),
     "CoreShowChannel": (
         CoreShowChannel,

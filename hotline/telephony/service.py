@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -101,6 +101,7 @@ class TelephonyService:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writer: asyncio.Task[None] | None = None
+        self._adopted = False  # the previous process's unfinished calls are taken over once
         self.pops = 0
         self.write_errors = 0
         self.pop_latency = latency_histogram(
@@ -145,6 +146,8 @@ class TelephonyService:
     # -- events ----------------------------------------------------------------------
 
     def _on_event(self, e: ev.AmiEvent) -> None:
+        if isinstance(e, ev.UserEvent) and e.user_event == ev.WELLBEING_EVENT and e.call_id:
+            self._spawn(self._record_digits(e.call_id, e.digit), f"telephony.digits[{e.call_id}]")
         for change in self.tracker.feed(e):
             self._apply(change)
         if (agent := self.agents.feed(e)) is not None:
@@ -169,10 +172,47 @@ class TelephonyService:
             now_ts = float(pong.get("Timestamp", ""))
         except (AmiActionError, ValueError):  # an old PBX without the header, or one shutting down
             now_ts = time.time()
+        if not self._adopted:
+            # Once per process: the calls an earlier process was following when it stopped.
+            self._adopted = True
+            adopted = self.tracker.adopt(await self._unfinished_calls())
+            if adopted:
+                log.info("AMI resync: took over %d calls left unfinished by an earlier process", adopted)
         changes = self.tracker.resync(entries, channels, now_ts)
         log.info("AMI resync: %d waiting, %d channels, %d calls changed", len(entries), len(channels), len(changes))
         for change in changes:
             self._apply(change)
+
+    async def _unfinished_calls(self) -> list[Call]:
+        """Calls of the last day whose record is not ended, as the tracker holds them."""
+        since = datetime.now(UTC) - timedelta(days=1)
+        async with self.sm() as session:
+            rows = (
+                await session.scalars(
+                    select(CallRecord).where(
+                        CallRecord.state.in_(("dialing", "queued", "ringing", "answered")),
+                        CallRecord.started_at >= since,
+                    )
+                )
+            ).all()
+        out = []
+        for r in rows:
+            call = Call(
+                r.linkedid,
+                r.direction,
+                r.queue,
+                r.caller_num,
+                r.caller_name,
+                r.started_at.timestamp(),
+                r.state,
+                answered_ts=r.answered_at.timestamp() if r.answered_at else None,
+                member=r.member,
+                member_name=r.member,
+            )
+            if r.direction == "outbound":
+                self._meta[r.linkedid] = {"elder_id": r.elder_id}
+            out.append(call)
+        return out
 
     def _apply(self, ch: Change) -> None:
         call = ch.call
@@ -435,6 +475,7 @@ class TelephonyService:
         device_id: str | None = None,
         operator_extension: str | None = None,
         wait_s: float = 10.0,
+        dialplan: str | None = None,
     ) -> dict[str, Any]:
         """Place a call with ``Originate`` (Async, with our ChannelId) and record it.
 
@@ -443,7 +484,9 @@ class TelephonyService:
 
         A repeated ``idempotency_key`` returns the first call's record and dials nothing.
         Click-to-call (``operator_extension``) rings the operator first, then the number;
-        the others ring the number and put the answered call into the 12349 queue.
+        ``dialplan="wellbeing"`` plays the automated check (press 1 if all is well) and reports
+        the key with a UserEvent; the others ring the number and put the answered call into
+        the 12349 queue.
         """
         s = self.settings
         chan_id = f"hl-{uuid.uuid4().hex}"
@@ -483,6 +526,8 @@ class TelephonyService:
                 "Context": "hotline-outbound",
                 "Exten": number,
             }
+        elif dialplan == "wellbeing":
+            target = {"Channel": s.ami_dial.format(number=number), "Context": ev.WELLBEING_CONTEXT, "Exten": "s"}
         else:
             target = {"Channel": s.ami_dial.format(number=number), "Context": "hotline-callback", "Exten": s.ami_queue}
         headers = {
@@ -521,6 +566,16 @@ class TelephonyService:
                     row.outcome, row.ended_at = "failed", datetime.now(UTC)
             row.detail = detail
             return wire.dump(wire.CallRecord, row)
+
+    async def _record_digits(self, call_id: str, digits: str) -> None:
+        """What the callee pressed in the automated wellbeing check, kept on the call record."""
+        async with self.sm() as session, session.begin():
+            row = await session.get(CallRecord, call_id)
+            if row is None:
+                log.warning("wellbeing digits for an unknown call %s", call_id)
+                return
+            row.digits = (digits or "")[:16]
+            row.updated_at = datetime.now(UTC)
 
     async def call_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
         """The call placed under ``idempotency_key``, as the API shows it, or None."""

@@ -178,6 +178,19 @@ class CallTracker:
         ext = interface_ext(e.interface) if e.interface else e.member_name
         return ext, e.member_name or ext
 
+    def adopt(self, calls: list[Call]) -> int:
+        """Take over calls a previous process left unfinished in the database (it died, or
+        restarted, mid-call): the resync that follows either finds their channels, and the
+        events finish them, or finishes them as ended while we were away. Returns how many."""
+        taken = 0
+        for call in calls:
+            if call.linkedid in self.calls or call.linkedid in self._ended:
+                continue
+            call.inferred = True
+            self.calls[call.linkedid] = call
+            taken += 1
+        return taken
+
     # -- outbound --------------------------------------------------------------------
 
     def expect_outbound(
