@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.notify.channels import CallPlacer as Dialer
@@ -78,13 +79,17 @@ class CareService:
         return service
 
     async def start(self) -> None:
-        """Arm the daily ratings run unless it is armed."""
-        async with self.sm() as session, session.begin():
-            armed = await session.scalar(
-                select(CareTimer.id).where(CareTimer.kind == RATINGS_TIMER, CareTimer.state == "pending")
-            )
-            if armed is None:
-                await schedule(session, RATINGS_TIMER, "all", next_ratings_run(self.clock.now()))
+        """Arm the daily ratings run unless it is armed (instances starting together: one wins)."""
+        async with self.sm() as session:
+            try:
+                async with session.begin():
+                    armed = await session.scalar(
+                        select(CareTimer.id).where(CareTimer.kind == RATINGS_TIMER, CareTimer.state == "pending")
+                    )
+                    if armed is None:
+                        await schedule(session, RATINGS_TIMER, "all", next_ratings_run(self.clock.now()))
+            except IntegrityError:
+                pass  # another instance armed it first
 
     async def _ratings_due(self, session: AsyncSession, timer: CareTimer, now: datetime) -> After | None:
         await ratings.recompute(session, now)
