@@ -331,8 +331,11 @@ class AsteriskSim:
         await asyncio.sleep(pbx_seconds / self.speed)
 
     async def emit(self, event: str, pairs: list[tuple[str, object]]) -> None:
-        # Queue and agent events are in Asterisk's agent class, the rest in call (as recorded).
+        # Queue and agent events are in Asterisk's agent class, a dialplan's UserEvent in user
+        # (main/stasis.c), the rest in call (as recorded).
         privilege = "agent,all" if event.startswith(("Agent", "QueueMember", "QueueCaller")) else "call,all"
+        if event == "UserEvent":
+            privilege = "user,all"
         frame = encode_frame([("Event", event), ("Privilege", privilege), ("Timestamp", f"{self.now():.6f}"), *pairs])
         for s in list(self.sessions):
             if s.logged_in:

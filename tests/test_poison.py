@@ -286,14 +286,20 @@ async def test_a_500_event_flush_that_follows_retry_after_loses_nothing(
     bodies = {
         f"buf-{n}": json.dumps(event(f"buf-{n}", "removed" if f"buf-{n}" in safety else "test")) for n in range(500)
     }
+    flushed = time.monotonic()
     for body in bodies.values():  # a day without coverage, flushed at once
         device.client.publish(f"{device.base}/events", body, qos=1)
     stored: set[str] = set()
     retried: dict[str, int] = {}
+    first: set[str] = set()
+    first_pass_s = 0.0
     deadline = time.monotonic() + 90
     while len(stored) < 500:
         _, ack = await asyncio.wait_for(device.acks.get(), max(0.01, deadline - time.monotonic()))
         event_id = ack["event_id"]
+        first.add(event_id)
+        if len(first) == 500 and not first_pass_s:
+            first_pass_s = time.monotonic() - flushed
         if ack["status"] in ("accepted", "duplicate"):
             stored.add(event_id)
         else:
@@ -304,7 +310,9 @@ async def test_a_500_event_flush_that_follows_retry_after_loses_nothing(
                 ack["retry_after_s"],
                 lambda e=event_id: device.client.publish(f"{device.base}/events", bodies[e], qos=1),
             )
-    assert len(retried) >= 300  # the burst is 100: most had to come back
+    # The burst is 100 and the rate 50 a second: all but those had to come back. The bound
+    # follows the first pass's measured time, so a slow machine does not make it a timing test.
+    assert len(retried) >= 500 - 100 - 50 * first_pass_s - 1, (len(retried), first_pass_s)
     async with backend.app[SERVICES].sm() as session:
         rows = await session.scalar(
             select(func.count()).select_from(DeviceEventRecord).where(DeviceEventRecord.device_id == "WCH700051")

@@ -97,6 +97,18 @@ async def lock_order(session: AsyncSession, order_id: str) -> ServiceRequest:
     return order
 
 
+def lock_row(model: Any) -> Callable[[AsyncSession, str], Awaitable[object]]:
+    """A lock of one row of ``model`` by id (SELECT ... FOR UPDATE), for a timer's subject."""
+
+    async def lock(session: AsyncSession, row_id: str) -> object:
+        row = await session.get(model, row_id, with_for_update=True)
+        if row is None:
+            raise NotFoundError(f"{model.__tablename__} {row_id} not found")
+        return row
+
+    return lock
+
+
 async def lock_elder(session: AsyncSession, elder_id: str) -> Elder:
     """Serialise everything that spends an elder's month: balances are read under this lock."""
     await session.execute(update(Elder).where(Elder.id == elder_id).values(name=Elder.name))

@@ -17,13 +17,23 @@ from dispatch.routing import Router
 from hotline.care import ratings
 from hotline.care.advisor import advise
 from hotline.care.campaigns import Campaigns
-from hotline.care.orders import NO_SHOW_TIMER, OFFER_TIMER, CareSettings, Effects, Publish, WorkOrders, audit
+from hotline.care.orders import (
+    NO_SHOW_TIMER,
+    OFFER_TIMER,
+    CareSettings,
+    Effects,
+    Publish,
+    WorkOrders,
+    audit,
+    lock_order,
+    lock_row,
+)
 from hotline.care.quality import COMPLAINT_TIMER, FOLLOWUP_TIMER, Quality
 from hotline.care.timers import After, CareTimers, schedule
 from hotline.clock import Clock, SystemClock
 from hotline.core.care import Consultation
 from hotline.errors import NotFoundError
-from hotline.storage.models import CareTimer, Elder, new_id
+from hotline.storage.models import CareTimer, Complaint, Elder, FollowUp, new_id
 from hotline.storage.models import Consultation as ConsultationRow
 
 RATINGS_TIMER = "ratings.recompute"
@@ -70,10 +80,10 @@ class CareService:
             sm, orders, dialer=dialer, settings=settings, clock=clock, tick_s=campaign_tick_s, on_queued=wake
         )
         t = CareTimers(sm, clock=clock, sweep_s=sweep_s)
-        t.on(OFFER_TIMER, orders.on_offer_timer)
-        t.on(NO_SHOW_TIMER, orders.on_no_show_timer)
-        t.on(FOLLOWUP_TIMER, quality.on_follow_up_due)
-        t.on(COMPLAINT_TIMER, quality.on_complaint_deadline)
+        t.on(OFFER_TIMER, orders.on_offer_timer, lock=lock_order)
+        t.on(NO_SHOW_TIMER, orders.on_no_show_timer, lock=lock_order)
+        t.on(FOLLOWUP_TIMER, quality.on_follow_up_due, lock=lock_row(FollowUp))
+        t.on(COMPLAINT_TIMER, quality.on_complaint_deadline, lock=lock_row(Complaint))
         service = cls(sm, orders, quality, campaigns, t, router, clock)
         t.on(RATINGS_TIMER, service._ratings_due)
         return service

@@ -12,6 +12,7 @@ wake-ups: these timers are minutes to days long, so a one-second sweep is precis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hotline.care.lifecycle import CARE_TIMER
 from hotline.clock import Clock, SystemClock
+from hotline.errors import NotFoundError
 from hotline.storage.models import CareTimer
 from hotline.tasks import raise_if_cancelling, wait_event
 
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 After = Callable[[], Awaitable[None]]
 #: A handler runs inside the firing transaction; it may schedule the same timer again.
 Handler = Callable[[AsyncSession, CareTimer, datetime], Awaitable[After | None]]
+#: Locks the timer's subject row. It runs before the claim, so a timer and the API lock in one
+#: order (subject, then timer), as the escalation timers do with their incident.
+Lock = Callable[[AsyncSession, str], Awaitable[object]]
 MAX_BACKOFF_S = 600.0
 
 
@@ -67,13 +72,13 @@ class CareTimers:
         self._sm = sm
         self._clock = clock or SystemClock()
         self._sweep_s = sweep_s
-        self._handlers: dict[str, Handler] = {}
+        self._handlers: dict[str, tuple[Handler, Lock | None]] = {}
         self._wake = asyncio.Event()
         self.fired = 0
         self.failed = 0
 
-    def on(self, kind: str, handler: Handler) -> None:
-        self._handlers[kind] = handler
+    def on(self, kind: str, handler: Handler, *, lock: Lock | None = None) -> None:
+        self._handlers[kind] = (handler, lock)
 
     def wake(self) -> None:
         self._wake.set()
@@ -112,6 +117,17 @@ class CareTimers:
         after: After | None = None
         try:
             async with self._sm() as session, session.begin():
+                row = (
+                    await session.execute(select(CareTimer.kind, CareTimer.subject_id).where(CareTimer.id == timer_id))
+                ).first()
+                if row is None or row[0] not in self._handlers:
+                    log.error("no handler for care timer %s; it stays due", timer_id)
+                    return False
+                handler, lock = self._handlers[row[0]]
+                if lock is not None:
+                    # A subject that is gone: the claim below spends the timer, the handler finds nothing.
+                    with contextlib.suppress(NotFoundError):
+                        await lock(session, row[1])
                 claimed = await session.execute(
                     update(CareTimer)
                     .where(
@@ -128,10 +144,6 @@ class CareTimers:
                 assert timer is not None
                 CARE_TIMER.fire(timer, "fire")
                 timer.updated_at = now
-                handler = self._handlers.get(timer.kind)
-                if handler is None:
-                    log.error("no handler for care timer kind %s; it is dropped", timer.kind)
-                    return False
                 after = await handler(session, timer, now)
         except asyncio.CancelledError:
             raise
