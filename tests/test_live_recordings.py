@@ -114,3 +114,14 @@ def test_a_call_back_through_the_queue_keeps_its_operator(name: str, seed: int) 
     assert answered and answered[-1].member == "op1001"
     [end] = ended(changes)
     assert (end.call.outcome, end.call.member) == ("answered", "op1001")
+
+
+def test_the_wellbeing_check_reports_its_key_as_a_real_asterisk_sends_it() -> None:
+    """Captured from Asterisk 20.20.1 running deploy/asterisk (hotline-wellbeing, no key pressed)."""
+    raw = (Path(__file__).parent / "fixtures" / "wellbeing_userevent.asterisk-20.20.1.ami").read_bytes()
+    frames = FrameReader().feed(raw)
+    (frame,) = [f for f in frames if f.get("Event") == "UserEvent"]
+    assert frame["Privilege"] == "user,all"  # manager.conf must read the user class
+    event = ev.parse_event(frame)
+    assert isinstance(event, ev.UserEvent)
+    assert (event.user_event, event.call_id, event.digit) == (ev.WELLBEING_EVENT, "call_capture_1", "")

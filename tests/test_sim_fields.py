@@ -18,7 +18,14 @@ def _recorded() -> dict[str, set[str]]:
         for frame in FrameReader().feed(path.read_bytes()):
             if "Event" in frame:
                 fields.setdefault(frame["Event"], set()).update(frame)
-    return fields
+    # This project's own captures from a live Asterisk 20.20.1 add the event types the brief's
+    # recordings lack (QueueMemberPause, UserEvent); how they were originated is not ours to compare.
+    captured: dict[str, set[str]] = {}
+    for path in sorted(LIVE.parent.glob("*.asterisk-20.20.1.ami")):
+        for frame in FrameReader().feed(path.read_bytes()):
+            if "Event" in frame and frame["Event"] not in fields:
+                captured.setdefault(frame["Event"], set()).update(frame)
+    return {**fields, **captured}
 
 
 async def _simulated() -> dict[str, set[str]]:
@@ -46,6 +53,21 @@ async def _simulated() -> dict[str, set[str]]:
         for action in ("QueueStatus", "CoreShowChannels"):
             writer.write(encode_frame([("Action", action), ("ActionID", action), ("Queue", "12349")]))
         sim.originate_outcomes["13700000002"] = "busy"
+        writer.write(
+            encode_frame(
+                [
+                    ("Action", "Originate"),
+                    ("ActionID", "wellbeing"),
+                    ("Channel", "PJSIP/13700000003@pstn"),
+                    ("Context", "hotline-wellbeing"),
+                    ("Exten", "s"),
+                    ("Priority", "1"),
+                    ("Async", "true"),
+                    ("ChannelId", "out-wellbeing"),
+                    ("Variable", "HOTLINE_CALL_ID=call_1"),
+                ]
+            )
+        )
         for number in ("13700000001", "13700000002"):
             writer.write(
                 encode_frame(
