@@ -124,6 +124,7 @@ class AsteriskSim:
         # dialled number -> the key its elder presses in the wellbeing check ("" presses none)
         self.wellbeing_digits: dict[str, str] = {}
         self.originate_talk_s = 3.0
+        self.talk_s_by_number: dict[str, float] = {}  # dialled number -> its own talk time
         self.originates: list[dict[str, str]] = []
         self.actions: list[dict[str, str]] = []
         self.on_emit: Callable[[str, dict[str, str]], None] | None = None
@@ -744,14 +745,15 @@ class AsteriskSim:
         elif ok and chan.context == WELLBEING_CONTEXT:
             await self._wellbeing_check(chan, action, number)
         elif ok:
-            await self.sleep(self.originate_talk_s)
+            await self.sleep(self.talk_s_by_number.get(number, self.originate_talk_s))
         await self._hangup(chan, cause)
 
     async def _wellbeing_check(self, chan: Chan, action: dict[str, str], number: str) -> None:
         """The ``hotline-wellbeing`` dialplan: Read() one key, then ``UserEvent(HotlineWellbeing,
         HotlineCallId: <the Originate's HOTLINE_CALL_ID>, Digit: <key>)``; no key is an empty Digit."""
         variables = dict(v.partition("=")[::2] for v in action.get("Variable", "").split(",") if "=" in v)
-        await self.sleep(self.originate_talk_s / 2)
+        talk_s = self.talk_s_by_number.get(number, self.originate_talk_s)
+        await self.sleep(talk_s / 2)
         await self.emit(
             "UserEvent",
             [
@@ -761,7 +763,7 @@ class AsteriskSim:
                 ("Digit", self.wellbeing_digits.get(number, "1")),
             ],
         )
-        await self.sleep(self.originate_talk_s / 2)
+        await self.sleep(talk_s / 2)
 
     async def _dial_far_end(self, operator_leg: Chan, number: str) -> int:
         """Click-to-call's second leg; returns the cause the operator's channel hangs up with."""

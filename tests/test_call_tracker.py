@@ -7,10 +7,11 @@ import asyncio
 import pytest
 
 from hotline.core.targets import AmiTarget
+from hotline.telephony import events as ev
 from hotline.telephony.events import parse_event
 from hotline.telephony.frames import FrameReader
 from hotline.telephony.link import AmiLink
-from hotline.telephony.tracker import CallTracker, Change
+from hotline.telephony.tracker import Call, CallTracker, Change
 from simulators.asterisk import AsteriskSim
 from tests.test_ami_link import FIXTURE
 
@@ -91,3 +92,35 @@ def test_a_resync_leaves_alone_a_call_whose_originate_has_not_gone_out() -> None
     tracker.mark_sent("hl-1")
     [ended] = tracker.resync([], [], 1020.0)  # sent, and no channel: it ended unseen
     assert (ended.kind, ended.call.end_reason) == ("ended", "ended_while_disconnected")
+
+
+def test_an_outbound_call_answered_while_we_were_away_is_answered_after_the_resync() -> None:
+    """A restart lost the OriginateResponse: the adopted call is still dialing, but its channel is Up."""
+    tracker = CallTracker(queues=frozenset({"12349"}))
+    tracker.adopt([Call("hl-1", "outbound", "12349", "13800000011", "", 100.0, "dialing")])
+    up = ev.parse_event(
+        {
+            "Event": "CoreShowChannel",
+            "Uniqueid": "hl-1",
+            "Linkedid": "hl-1",
+            "Channel": "PJSIP/pstn-00000001",
+            "ChannelState": "6",
+            "Application": "Read",
+            "Duration": "00:00:09",
+        }
+    )
+    assert isinstance(up, ev.CoreShowChannel) and up.up
+    (change,) = tracker.resync([], [up], 110.0)
+    assert (change.kind, change.call.state, change.call.inferred) == ("answered", "answered", True)
+    # Ringing still (not Up): left to its own events.
+    tracker.adopt([Call("hl-2", "outbound", "12349", "13800000012", "", 100.0, "dialing")])
+    ringing = ev.parse_event(
+        {
+            "Event": "CoreShowChannel",
+            "Uniqueid": "hl-2",
+            "Linkedid": "hl-2",
+            "Channel": "PJSIP/pstn-2",
+            "ChannelState": "5",
+        }
+    )
+    assert tracker.resync([], [up, ringing], 111.0) == []

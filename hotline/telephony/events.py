@@ -182,6 +182,7 @@ class CoreShowChannel(AmiEvent):
     application_data: str
     duration_s: int | None
     bridge_id: str
+    up: bool = False  # ChannelState 6: the channel is answered
 
 
 #: The automated wellbeing check's dialplan context, and the UserEvent it reports the key with.
@@ -310,6 +311,7 @@ _BUILDERS: dict[str, tuple[type[AmiEvent], _Builder]] = {
             "application_data": h.get("ApplicationData", ""),
             "duration_s": _hms(h.get("Duration", "")),
             "bridge_id": h.get("BridgeId", ""),
+            "up": h.get("ChannelState") == "6",
         },
     ),
 }
