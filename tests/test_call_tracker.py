@@ -94,33 +94,19 @@ def test_a_resync_leaves_alone_a_call_whose_originate_has_not_gone_out() -> None
     assert (ended.kind, ended.call.end_reason) == ("ended", "ended_while_disconnected")
 
 
+def _listed_channel(uid: str, state: str) -> ev.AmiEvent:
+    """One CoreShowChannel list entry of our own outbound channel, in ChannelState ``state``."""
+    h = {"Event": "CoreShowChannel", "Uniqueid": uid, "Linkedid": uid, "Channel": f"PJSIP/pstn-{uid}"}
+    return ev.parse_event({**h, "ChannelState": state, "Application": "Read", "Duration": "00:00:09"})
+
+
 def test_an_outbound_call_answered_while_we_were_away_is_answered_after_the_resync() -> None:
     """A restart lost the OriginateResponse: the adopted call is still dialing, but its channel is Up."""
     tracker = CallTracker(queues=frozenset({"12349"}))
-    tracker.adopt([Call("hl-1", "outbound", "12349", "13800000011", "", 100.0, "dialing")])
-    up = ev.parse_event(
-        {
-            "Event": "CoreShowChannel",
-            "Uniqueid": "hl-1",
-            "Linkedid": "hl-1",
-            "Channel": "PJSIP/pstn-00000001",
-            "ChannelState": "6",
-            "Application": "Read",
-            "Duration": "00:00:09",
-        }
-    )
+    calls = [Call(uid, "outbound", "12349", "138000000", "", 100.0, "dialing") for uid in ("hl-1", "hl-2")]
+    assert tracker.adopt(calls) == 2
+    up, ringing = _listed_channel("hl-1", "6"), _listed_channel("hl-2", "5")
     assert isinstance(up, ev.CoreShowChannel) and up.up
-    (change,) = tracker.resync([], [up], 110.0)
-    assert (change.kind, change.call.state, change.call.inferred) == ("answered", "answered", True)
-    # Ringing still (not Up): left to its own events.
-    tracker.adopt([Call("hl-2", "outbound", "12349", "13800000012", "", 100.0, "dialing")])
-    ringing = ev.parse_event(
-        {
-            "Event": "CoreShowChannel",
-            "Uniqueid": "hl-2",
-            "Linkedid": "hl-2",
-            "Channel": "PJSIP/pstn-2",
-            "ChannelState": "5",
-        }
-    )
-    assert tracker.resync([], [up, ringing], 111.0) == []
+    (change,) = tracker.resync([], [up, ringing], 110.0)  # still ringing: left to its own events
+    assert (change.kind, change.call.linkedid, change.call.state) == ("answered", "hl-1", "answered")
+    assert change.call.inferred and change.call.answered_ts is None  # when it was answered is not known
