@@ -422,14 +422,18 @@ class CallTracker:
                 agent = next((c for c in chans if c.application == "AppQueue"), None)
                 if agent is not None:
                     out += self._answered_while_away(call, agent, now_ts)
-            elif call.direction == "outbound" and call.state == "dialing" and not call.via_operator:
+            elif (
+                call.direction == "outbound"
+                and call.state == "dialing"
+                and not call.via_operator
+                and any(c.up and c.uniqueid == call.linkedid for c in chans)
+            ):
                 # Its OriginateResponse came while we were away (or before a restart wrote it):
                 # an Up channel of ours is an answered call; when is not known.
-                if any(c.up and c.uniqueid == call.linkedid for c in chans):
-                    call.inferred = True
-                    CALL.fire(call, "answer")
-                    call.answered_unseen = True
-                    out.append(Change("answered", call))
+                call.inferred = True
+                CALL.fire(call, "answer")
+                call.answered_unseen = True
+                out.append(Change("answered", call))
         for uid, entry in waiting.items():
             chan = next((c for c in channels if c.uniqueid == uid), None)
             linkedid = chan.linkedid if chan is not None else uid
