@@ -48,7 +48,7 @@ from dispatch.notify.links import FamilyLinks
 from dispatch.notify.outbox import enqueue, enqueue_family_alerts
 from dispatch.policy import matches, parse_tracks, snapshot
 from dispatch.ranking import ProviderInfo, Ranking
-from dispatch.routing import Router, store_decision
+from dispatch.routing import Router, place_offer, store_decision
 from dispatch.timeline import add_timeline
 from hotline.clock import Clock, SystemClock
 from hotline.core import vocab, wire
@@ -60,7 +60,6 @@ from hotline.storage.models import (
     Incident,
     Offer,
     Provider,
-    new_id,
 )
 from hotline.tasks import raise_if_cancelling, wait_event
 
@@ -484,25 +483,9 @@ class Escalator:
                 f"route:{incident.id}:reach",
                 f"{minutes:g}分钟服务圈内没有服务商，最近的需要约 {chosen['eta_min']:.0f} 分钟",
             )
-        offer = Offer(
-            id=new_id("ofr"),
-            incident_id=incident.id,
-            provider_id=chosen["provider_id"],
-            decision_id=decision.id,
-            rank=chosen["rank"],
-            eta_min=chosen["eta_min"],
-            status=OFFER.initial,
-            offered_at=now,
-            expires_at=now + timedelta(seconds=timeout_s),
-            updated_at=now,
-        )
-        session.add(offer)
+        offer = await place_offer(session, chosen, decision, now=now, timeout_s=timeout_s, incident_id=incident.id)
         if first:
             self.first_offer_latency.observe(max(0.0, (now - incident.created_at).total_seconds()))
-        with session.no_autoflush:
-            provider = await session.get(Provider, chosen["provider_id"])
-        if provider is not None:
-            provider.last_offered_at, provider.updated_at = now, now
         INCIDENT.fire(incident, "offer")
         incident.service = service
         incident.updated_at = now

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.catalogue import SERVICES
+from dispatch.lifecycle import OFFER
 from dispatch.ranking import (
     ProviderInfo,
     Ranking,
@@ -35,7 +36,7 @@ from dispatch.ranking import (
     settled,
 )
 from hotline.core.wire import RankedCandidate
-from hotline.storage.models import Provider, RoutingDecision
+from hotline.storage.models import Offer, Provider, RoutingDecision, new_id
 from hotline.tasks import raise_if_cancelling, wait_event
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ __all__ = [
     "Router",
     "RoutingPolicy",
     "TravelEstimator",
+    "place_offer",
     "store_decision",
 ]
 
@@ -244,6 +246,38 @@ async def store_decision(
     session.add(decision)
     await session.flush()
     return decision
+
+
+async def place_offer(
+    session: AsyncSession,
+    chosen: RankedCandidate,
+    decision: RoutingDecision,
+    *,
+    now: datetime,
+    timeout_s: float,
+    incident_id: str | None = None,
+    service_request_id: str | None = None,
+) -> Offer:
+    """Offer the job to the chosen candidate, and move that provider to the back of its equals."""
+    offer = Offer(
+        id=new_id("ofr"),
+        incident_id=incident_id,
+        service_request_id=service_request_id,
+        provider_id=chosen["provider_id"],
+        decision_id=decision.id,
+        rank=chosen["rank"],
+        eta_min=chosen["eta_min"],
+        status=OFFER.initial,
+        offered_at=now,
+        expires_at=now + timedelta(seconds=timeout_s),
+        updated_at=now,
+    )
+    session.add(offer)
+    with session.no_autoflush:
+        provider = await session.get(Provider, chosen["provider_id"])
+    if provider is not None:
+        provider.last_offered_at, provider.updated_at = now, now
+    return offer
 
 
 class GeoSync:

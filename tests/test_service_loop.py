@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -39,23 +39,9 @@ from hotline.storage.models import (
 )
 from tests.conftest import REDIS_URL
 from tests.factories import elder as make_elder
+from tests.test_dispatch import HOME, T0, ManualClock, north
 
-# Monday 23 November 2026, 10:00 in Ningbo (UTC+8).
-T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
-MONTH = "2026-11"
-HOME = (30.0, 121.1)
-
-
-class ManualClock:
-    def __init__(self, start: datetime) -> None:
-        self.t = start
-
-    def now(self) -> datetime:
-        return self.t
-
-
-def north(metres: float) -> tuple[float, float]:
-    return HOME[0] + metres / 111_195, HOME[1]
+MONTH = "2026-11"  # T0 is Monday 23 November 2026, 10:00 in Ningbo (UTC+8)
 
 
 @dataclass

@@ -66,10 +66,15 @@ async def used(session: AsyncSession, elder_id: str, month: str) -> Balance:
 
 
 async def entitlements(session: AsyncSession, elder: Elder, month: str) -> Entitlements:
+    return (await balance(session, elder, month))[0]
+
+
+async def balance(session: AsyncSession, elder: Elder, month: str) -> tuple[Entitlements, Outcome]:
+    """The month's entitlements and the evaluation behind them (its grants, with their funders)."""
     rules, out = await outcome(session, elder, month)
     spent = await used(session, elder.id, month)
     hours, yuan = out.total("home_care_hours"), out.total("subsidy_yuan")
-    return Entitlements(
+    ent = Entitlements(
         elder_id=elder.id,
         month=month,
         region=elder.region,
@@ -85,6 +90,7 @@ async def entitlements(session: AsyncSession, elder: Elder, month: str) -> Entit
             subsidy_yuan=round(max(0.0, yuan - spent.subsidy_yuan), 2),
         ),
     )
+    return ent, out
 
 
 async def install_defaults(sm: async_sessionmaker[AsyncSession], *, actor: str = "system") -> int:

@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.lifecycle import OFFER
 from dispatch.ranking import haversine_m
-from dispatch.routing import Router, store_decision
+from dispatch.routing import Router, place_offer, store_decision
 from hotline.care import timers
-from hotline.care.entitlements import entitlements, month_of, outcome
+from hotline.care.entitlements import balance, entitlements, month_of
 from hotline.care.lifecycle import SERVICE_REQUEST
 from hotline.clock import Clock, SystemClock
 from hotline.core import wire
@@ -43,7 +43,6 @@ from hotline.storage.models import (
     AuditEntry,
     Elder,
     Offer,
-    Provider,
     RoutingDecision,
     Service,
     ServiceRequest,
@@ -322,23 +321,9 @@ class WorkOrders:
             )
             await timers.schedule(session, OFFER_TIMER, order.id, now + timedelta(seconds=self.settings.retry_offer_s))
             return None
-        offer = Offer(
-            id=new_id("ofr"),
-            service_request_id=order.id,
-            provider_id=chosen["provider_id"],
-            decision_id=decision.id,
-            rank=chosen["rank"],
-            eta_min=chosen["eta_min"],
-            status=OFFER.initial,
-            offered_at=now,
-            expires_at=now + timedelta(seconds=self.settings.offer_timeout_s),
-            updated_at=now,
+        offer = await place_offer(
+            session, chosen, decision, now=now, timeout_s=self.settings.offer_timeout_s, service_request_id=order.id
         )
-        session.add(offer)
-        with session.no_autoflush:
-            provider = await session.get(Provider, chosen["provider_id"])
-        if provider is not None:
-            provider.last_offered_at, provider.updated_at = now, now
         SERVICE_REQUEST.fire(order, "offer")
         order.updated_at = now
         await timers.schedule(session, OFFER_TIMER, order.id, offer.expires_at)
@@ -640,8 +625,7 @@ class WorkOrders:
             )
 
         if payer in GOVERNMENT_PAID:
-            ent = await entitlements(session, elder, month)
-            _, result = await outcome(session, elder, month)
+            ent, result = await balance(session, elder, month)
             if payer == "subsidy_hours":
                 covered = min(quantity, ent.remaining.home_care_hours)
                 short, unit_text = quantity - covered, f"{ent.remaining.home_care_hours:g} 小时"

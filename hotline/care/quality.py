@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.notify.outbox import enqueue
@@ -142,24 +141,15 @@ class Quality:
                 fu.score, fu.done_by, fu.done_at = score, actor, now
                 await timers.cancel(session, FOLLOWUP_TIMER, fu.id)
                 if score is not None and score <= LOW_SCORE and fu.provider_id is not None:
-                    review = QualityReview(
-                        provider_id=fu.provider_id,
+                    review = await open_review(
+                        session,
+                        fx,
+                        fu.provider_id,
+                        now=now,
                         source="follow_up",
                         ref_id=fu.id,
                         reason=f"回访评分 {score} 分：{comment or '无说明'}",
-                        status="open",
-                        created_at=now,
-                    )
-                    session.add(review)
-                    await session.flush()
-                    fx.messages.append(
-                        alert(
-                            "quality_review",
-                            f"服务商 {fu.provider_id} 回访低分（{score} 分），已启动质量复核",
-                            now,
-                            provider_id=fu.provider_id,
-                            follow_up_id=fu.id,
-                        )
+                        follow_up_id=fu.id,
                     )
             audit(session, actor, "follow_up.record", "follow_up", fu.id, now=now, reached=reached, score=score)
             out = cw.FollowUp.model_validate(fu), cw.QualityReview.model_validate(review) if review else None
@@ -230,24 +220,15 @@ class Quality:
                     c.closed_at = now
                     await timers.cancel(session, COMPLAINT_TIMER, c.id)
                 if status == "upheld" and c.provider_id is not None:
-                    session.add(
-                        QualityReview(
-                            provider_id=c.provider_id,
-                            source="complaint",
-                            ref_id=c.id,
-                            reason=f"投诉成立：{c.category}",
-                            status="open",
-                            created_at=now,
-                        )
-                    )
-                    fx.messages.append(
-                        alert(
-                            "quality_review",
-                            f"服务商 {c.provider_id} 投诉成立，已启动质量复核",
-                            now,
-                            provider_id=c.provider_id,
-                            complaint_id=c.id,
-                        )
+                    await open_review(
+                        session,
+                        fx,
+                        c.provider_id,
+                        now=now,
+                        source="complaint",
+                        ref_id=c.id,
+                        reason=f"投诉成立：{c.category}",
+                        complaint_id=c.id,
                     )
             c.updated_at = now
             audit(session, actor, "complaint.update", "complaint", c.id, now=now, status=c.status)
@@ -329,11 +310,24 @@ class Quality:
             return cw.Referral.model_validate(r)
 
 
-async def reviews_open(session: AsyncSession, provider_id: str) -> list[QualityReview]:
-    return list(
-        (
-            await session.scalars(
-                select(QualityReview).where(QualityReview.provider_id == provider_id, QualityReview.status == "open")
-            )
-        ).all()
+async def open_review(
+    session: AsyncSession,
+    fx: Effects,
+    provider_id: str,
+    *,
+    now: datetime,
+    source: str,
+    ref_id: str,
+    reason: str,
+    **refs: str,
+) -> QualityReview:
+    """A quality review against the provider, and the supervisors told (the ratings count them)."""
+    review = QualityReview(
+        provider_id=provider_id, source=source, ref_id=ref_id, reason=reason, status="open", created_at=now
     )
+    session.add(review)
+    await session.flush()
+    fx.messages.append(
+        alert("quality_review", f"服务商 {provider_id} 已启动质量复核：{reason}", now, provider_id=provider_id, **refs)
+    )
+    return review
