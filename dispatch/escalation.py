@@ -706,8 +706,12 @@ class EscalationEngine:
                 await self._publish(message)
 
 
-async def poke(session: AsyncSession, incident_id: str, now: datetime, *, tracks_with: str = "offer") -> int:
-    """Make the tracks that contain a ``tracks_with`` step due now (a decline moves on at once)."""
+async def poke(
+    session: AsyncSession, incident_id: str, now: datetime, *, tracks_with: str = "offer", after_s: float = 0.0
+) -> int:
+    """Make the tracks that contain a ``tracks_with`` step due ``after_s`` from now: at once after a
+    decline (the track moves on), or after an operator's own offer has had its time (the track
+    must not supersede the operator's choice the moment it is made)."""
     incident = await session.get(Incident, incident_id)
     if incident is None or not incident.policy:
         return 0
@@ -722,7 +726,7 @@ async def poke(session: AsyncSession, incident_id: str, now: datetime, *, tracks
         )
     ).all()
     for t in timers:
-        t.due_at, t.token, t.updated_at = now, t.token + 1, now
+        t.due_at, t.token, t.updated_at = now + timedelta(seconds=after_s), t.token + 1, now
     return len(timers)
 
 

@@ -124,8 +124,9 @@ class DispatchService:
                 raise DispatchConflictError("no provider can take this incident now; see the routing decision")
             if incident.acknowledged_at is None:
                 incident.acknowledged_at, incident.acknowledged_by = now, actor
-            # The operator's offer restarts the provider track's clock from now.
-            await poke(session, incident.id, now)
+            # The operator's offer restarts the provider track's clock from now: the track offers
+            # again only if this offer runs out (it used to fire at once and withdraw the choice).
+            await poke(session, incident.id, now, after_s=timeout_s)
 
         return await self._transition(incident_id, actor, "incident.dispatch", move)
 

@@ -16,9 +16,10 @@ import logging
 import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -46,7 +47,7 @@ from dispatch.ranking import RoutingPolicy
 from dispatch.routing import GeoIndex, GeoSync, Router
 from dispatch.service import DispatchService
 from hotline import __version__
-from hotline.api import call_routes, care_routes, deadletter_routes, dispatch_routes, routes
+from hotline.api import auth_routes, call_routes, care_routes, deadletter_routes, dispatch_routes, routes
 from hotline.api.jsonutil import json_response
 from hotline.api.keys import HUB, PRINCIPAL, SERVICES, Services
 from hotline.api.registry import MAX_BODY_BYTES, Api
@@ -64,10 +65,12 @@ from hotline.errors import (
     ForbiddenError,
     HotlineError,
     NotFoundError,
+    RateLimitedError,
     ValidationError,
 )
 from hotline.jsonlimits import JsonLimitError
 from hotline.metrics import Sample, ServiceCollector, exposition, registry_for
+from hotline.signin import CSRF_HEADER, SESSION_COOKIE, csrf_ok, session_user
 from hotline.storage.db import make_engine, make_sessionmaker
 from hotline.storage.models import User
 from hotline.tasks import cancel_and_wait
@@ -79,7 +82,16 @@ METRICS = web.AppKey("metrics", CollectorRegistry)
 
 # /api/v1/family/confirm carries its own signature instead of a token (a link in an SMS).
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/", "/console", "/api/v1/family/confirm"}
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/openapi.json",
+        "/",
+        "/console",
+        "/api/v1/family/confirm",
+        "/api/v1/auth/login",
+    }
 )
 _STATUS = {
     TelephonyError: 503,
@@ -93,11 +105,14 @@ _STATUS = {
     NotYoursError: 404,
     UnknownDeviceError: 404,
     BrokerUnavailableError: 503,
+    RateLimitedError: 429,
 }
 
 
 #: Every operation under /api/v1, and so the OpenAPI document.
-API = Api().include(routes.api, call_routes.api, dispatch_routes.api, care_routes.api, deadletter_routes.api)
+API = Api().include(
+    auth_routes.api, routes.api, call_routes.api, dispatch_routes.api, care_routes.api, deadletter_routes.api
+)
 OPENAPI = web.AppKey("openapi", bytes)
 
 
@@ -129,7 +144,10 @@ async def errors_middleware(
         if isinstance(exc, ValidationError):
             extra = {"errors": exc.errors} if exc.errors else {}
             return _error(status, code, str(exc), exc.field, **extra)
-        return _error(status, code, str(exc))
+        response = _error(status, code, str(exc))
+        if isinstance(exc, RateLimitedError):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
             response = _error(exc.status, "http", exc.reason)
@@ -150,28 +168,41 @@ async def errors_middleware(
 async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
+    if request.path in PUBLIC_PATHS or request.path.startswith(("/static/", "/console/")):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
     if token is None and request.path == "/api/v1/ws":
         # Browsers cannot set headers on a WebSocket; the query parameter is the standard escape.
         token = request.query.get("token")
-    if not token:
-        raise AuthError("missing bearer token")
-    async with request.app[SERVICES].sm() as session:
-        user = await session.scalar(select(User).where(User.token_hash == hash_token(token)))
-    if user is None or user.disabled:
-        raise AuthError("invalid token")
-    request[PRINCIPAL] = Principal(
-        user_id=user.id,
-        name=user.name,
-        role=user.role,
-        elder_id=user.elder_id,
-        provider_id=user.provider_id,
-        extension=user.extension,
-    )
+    svc = request.app[SERVICES]
+    if token:
+        async with svc.sm() as session:
+            user = await session.scalar(select(User).where(User.token_hash == hash_token(token)))
+        if user is None or user.disabled:
+            raise AuthError("invalid token")
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        async with svc.sm() as session:
+            user = await session_user(session, cookie, datetime.now(UTC))
+        if user is None or user.disabled:
+            raise AuthError("session expired or signed out; sign in again")
+        _check_cookie_request(request, cookie)
+    else:
+        raise AuthError("missing bearer token or session cookie")
+    request[PRINCIPAL] = Principal.of(user)
     return await handler(request)
+
+
+def _check_cookie_request(request: web.Request, cookie: str) -> None:
+    """A browser attaches the cookie by itself, so a write needs the CSRF token too, and a
+    WebSocket must come from our own origin (SameSite covers modern browsers; this covers
+    the rest)."""
+    if request.path == "/api/v1/ws":
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != request.host:
+            raise ForbiddenError("the console feed accepts its own origin only")
+    elif request.method not in ("GET", "HEAD", "OPTIONS") and not csrf_ok(cookie, request.headers.get(CSRF_HEADER)):
+        raise ForbiddenError(f"a write with the session cookie needs the {CSRF_HEADER} header from sign-in")
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -297,9 +328,32 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
-async def console(_request: web.Request) -> web.Response:
-    html = resources.files("hotline").joinpath("static", "console.html").read_text(encoding="utf-8")
-    return web.Response(text=html, content_type="text/html")
+CONSOLE_DIR = resources.files("hotline").joinpath("static", "console")
+
+
+async def console(request: web.Request) -> web.StreamResponse:
+    """The console's single-page app: its files, and index.html for every view's path
+    (/console/wallboard, /console/incidents/ID) so a reload lands on the same view."""
+    tail = request.match_info.get("tail", "")
+    if tail.startswith("assets/") and ".." not in tail:
+        asset = CONSOLE_DIR.joinpath(*tail.split("/"))
+        if not asset.is_file():
+            raise web.HTTPNotFound()
+        # Vite names assets by content hash: they never change under the same name.
+        return web.FileResponse(str(asset), headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    index = CONSOLE_DIR.joinpath("index.html")
+    if not index.is_file():
+        return web.Response(
+            status=503,
+            text="the console is not built: run ./dev build-console (or ./dev demo, which builds it)",
+        )
+    return web.Response(
+        text=index.read_text(encoding="utf-8"), content_type="text/html", headers={"Cache-Control": "no-cache"}
+    )
+
+
+async def _to_console(_request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/console/")
 
 
 def _task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -325,8 +379,9 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/openapi.json", openapi)
-    app.router.add_get("/", console)
-    app.router.add_get("/console", console)
+    app.router.add_get("/", _to_console)
+    app.router.add_get("/console", _to_console)
+    app.router.add_get("/console/{tail:.*}", console)
     API.add_routes(app)
     app[OPENAPI] = json.dumps(openapi_document(), ensure_ascii=False).encode()
     app.cleanup_ctx.extend(
@@ -347,6 +402,7 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = aioredis.from_url(svc.settings.redis_url, socket_connect_timeout=2, health_check_interval=15)
     svc.bus = EventBus(redis, prefix=svc.settings.redis_prefix, strict=svc.settings.strict_messages)
     svc.bus.add_listener(app[HUB].broadcast)
+    svc.throttle.redis, svc.throttle.prefix = redis, svc.settings.redis_prefix
     task = _task(svc.bus.run(), "hotline.bus.subscriber")
     with contextlib.suppress(TimeoutError):
         # Subscribe before taking traffic, so the first alarm is not missed; if Redis is
@@ -354,6 +410,7 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(svc.bus.subscribed.wait(), 3)
     yield
     await cancel_and_wait(task)
+    svc.throttle.redis = None
     await redis.aclose()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 
 from hotline.core import vocab
 from hotline.errors import ForbiddenError
@@ -64,7 +65,17 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "campaigns.record": CONSOLE_ROLES,
     "consultations.write": CONSOLE_ROLES,
     "reports.read": frozenset({"supervisor", "admin"}),
+    "auth.self": CONSOLE_ROLES | {"family", "provider", "vendor"},
 }
+
+
+class UserLike(Protocol):
+    id: str
+    name: str
+    role: str
+    elder_id: str | None
+    provider_id: str | None
+    extension: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,17 @@ class Principal:
     elder_id: str | None = None
     provider_id: str | None = None
     extension: str | None = None
+
+    @classmethod
+    def of(cls, user: UserLike) -> Principal:
+        return cls(
+            user_id=user.id,
+            name=user.name,
+            role=user.role,
+            elder_id=user.elder_id,
+            provider_id=user.provider_id,
+            extension=user.extension,
+        )
 
     @property
     def is_console(self) -> bool:

@@ -14,7 +14,7 @@ from hotline.config import Settings, load_settings
 from hotline.errors import ConfigError, HotlineError
 from hotline.storage.db import make_engine, make_sessionmaker, upgrade
 from hotline.storage.models import ROLES
-from hotline.users import add_user
+from hotline.users import add_user, set_password
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="run the backend (HTTP API, device gateway, outbox)")
+    openapi = sub.add_parser("openapi", help="print the OpenAPI document (the console's API types come from it)")
+    openapi.add_argument("--out", help="write it to this file instead")
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -36,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--extension", help="queue member extension of an operator, e.g. op1001")
     add.add_argument("--elder", help="the elder a family user may see")
     add.add_argument("--provider", help="the provider a provider user acts for")
+    _password_args(add)
+    passwd = user_sub.add_parser("password", help="set or change a user's console password")
+    passwd.add_argument("name")
+    _password_args(passwd)
 
     seed = sub.add_parser("seed", help="synthetic data")
     seed_sub = seed.add_subparsers(dest="seed_command", required=True)
@@ -66,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--providers", type=int, default=40)
     demo.add_argument("--devices", type=int, default=30, help="how many seeded devices the fleet simulator plays")
     demo.add_argument("--sos-every", type=float, default=4.0, help="mean seconds between simulated alarms")
+    demo.add_argument("--call-every", type=float, default=8.0, help="mean seconds between simulated calls to 12349")
     demo.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")
     demo.add_argument("--workdir", default="var/demo", help="where the demo database and child-process files go")
     return p
@@ -98,11 +105,30 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         asyncio.run(serve(settings))
         return 0
+    if args.command == "openapi":
+        import json
+
+        from hotline.app import openapi_document
+
+        text = json.dumps(openapi_document(), ensure_ascii=False, indent=1) + "\n"
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+        return 0
     if args.command == "db":
         upgrade(settings.database_url)
         print("database is at the newest revision")
         return 0
     if args.command == "user":
+        password = _read_password(args)
+        if args.user_command == "password":
+            if password is None:
+                raise ConfigError("give the new password with --password or --password-stdin")
+            asyncio.run(set_password(settings, args.name, password))
+            print(f"password of {args.name} set; their console sessions are ended")
+            return 0
         print(
             asyncio.run(
                 add_user(
@@ -112,6 +138,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                     extension=args.extension,
                     elder_id=args.elder,
                     provider_id=args.provider,
+                    password=password,
                 )
             )
         )
@@ -195,3 +222,19 @@ def _devices(args: argparse.Namespace, settings: Settings) -> int:
             as_json=args.json,
         )
     )
+
+
+def _password_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--password", help="a console password (visible in the process list: prefer --password-stdin)")
+    group.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if getattr(args, "password_stdin", False):
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise ConfigError("--password-stdin read no password")
+        return line
+    password: str | None = getattr(args, "password", None)
+    return password

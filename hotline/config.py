@@ -93,6 +93,8 @@ class Settings:
     review_bottom_pct: float = 5.0
     unanswered_alert: int = 3
     campaign_tick_s: float = 2.0
+    # The console's session cookie gets Secure; set it behind a TLS-terminating proxy.
+    cookie_secure: bool = False
 
     @property
     def base_url(self) -> str:
@@ -147,6 +149,7 @@ _KEYS = (
     "review_bottom_pct",
     "unanswered_alert",
     "campaign_tick_s",
+    "cookie_secure",
 )
 
 
@@ -204,7 +207,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
             if slot not in raw[key] or "\n" in raw[key] or raw[key].count("{") != 1:
                 raise ConfigError(f"{_var(key)} must be a channel template containing {slot}, got {raw[key]!r}")
             kwargs[key] = raw[key].strip()
-    for key in ("ami_alarm_callback", "strict_messages"):
+    for key in ("ami_alarm_callback", "strict_messages", "cookie_secure"):
         if key in raw:
             flag = raw[key].strip().lower()
             if flag not in {"true", "false", "1", "0", "yes", "no"}:

@@ -48,6 +48,10 @@ from simulators.family import FamilyReceiver
 from simulators.provider_app import ProviderApp
 from simulators.service_desk import ServiceDesk, start_campaign
 
+# The demo's console password for every demo account; a real deployment sets its own
+# with `hotline user add NAME --role R --password-stdin`.
+DEMO_PASSWORD = "demo12349"  # noqa: S105 (printed for the demo on purpose)
+
 
 async def run_demo(base: Settings, args: argparse.Namespace) -> int:
     workdir = await asyncio.to_thread(Path(args.workdir).resolve)
@@ -104,11 +108,16 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
     engine = make_engine(settings.database_url)
     sm = make_sessionmaker(engine, phone_area_code=settings.phone_area_code)
     seeded = await seed_demo(sm, elders=args.elders, providers=args.providers, family_webhook=webhook_url)
-    token = await add_user(settings, "demo-operator", "operator", extension="op1001")
-    supervisor = await add_user(settings, "demo-supervisor", "supervisor")
+    token = await add_user(settings, "demo-operator", "operator", extension="op1001", password=DEMO_PASSWORD)
+    await add_user(settings, "demo-operator2", "operator", extension="op1002", password=DEMO_PASSWORD)
+    supervisor = await add_user(settings, "demo-supervisor", "supervisor", password=DEMO_PASSWORD)
     rng = random.Random(7)
+    callers: list[tuple[str, str]] = []
     async with sm() as session:
-        for elder in (await session.scalars(select(Elder))).all():
+        elders = (await session.scalars(select(Elder).order_by(Elder.id))).all()
+        await add_user(settings, "demo-family", "family", elder_id=elders[0].id, password=DEMO_PASSWORD)
+        callers = [(e.phones[0], e.name) for e in elders if e.phones]
+        for elder in elders:
             for phone in elder.phones[:1]:
                 # Most press 1 (all well), some 2 (need something), a few never answer.
                 roll = rng.random()
@@ -131,15 +140,19 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
     app, port = await asyncio.wait_for(ready, 30)
     url = f"http://{settings.http_host}:{port}"
     _say(f"API     {url}/api/v1   (OpenAPI: {url}/api/v1/openapi.json)")
-    _say(f"console {url}/?token={token}")
-    _say(f"token   {token}   (role operator)")
+    _say(f"console {url}/console/   sign in as demo-operator / {DEMO_PASSWORD}")
+    _say("        also demo-supervisor (wallboard), demo-family, demo-provider-0 (same password)")
+    _say(f"token   {token}   (role operator, for the API)")
 
     # Every seeded provider gets an account and a simulated app that accepts most offers.
     async with sm() as session:
         provider_ids = list((await session.scalars(select(Provider.id))).all())
     apps = [
         ProviderApp(
-            url, await add_user(settings, f"demo-provider-{n}", "provider", provider_id=pid), seed=n, poll_s=1.0
+            url,
+            await add_user(settings, f"demo-provider-{n}", "provider", provider_id=pid, password=DEMO_PASSWORD),
+            seed=n,
+            poll_s=1.0,
         )
         for n, pid in enumerate(provider_ids)
     ]
@@ -147,6 +160,8 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
 
     desk = ServiceDesk(url, token, every_s=2.0, seed=1)
     desk_task = asyncio.create_task(desk.run(until=stop), name="demo.service_desk")
+    # The queue: callers from the register (their profiles pop) and strangers, all day long.
+    calls_task = asyncio.create_task(pbx.call_traffic(callers, every_s=args.call_every, until=stop), name="demo.calls")
     campaign = await start_campaign(url, supervisor)
     _say(f"campaign {campaign['id']} ({campaign['name']}): one run started now")
 
@@ -190,6 +205,7 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
             print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
     finally:
         stop.set()
+        await cancel_and_wait(calls_task)
         await cancel_and_wait(desk_task)
         await cancel_and_wait(fleet_task)
         for task in app_tasks:

@@ -42,3 +42,11 @@ class ForbiddenError(HotlineError):
 
 class ConflictError(HotlineError):
     """The request conflicts with existing state (duplicate id, ...)."""
+
+
+class RateLimitedError(HotlineError):
+    """Too many attempts; ``retry_after`` says when to try again (429 with Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -105,7 +105,11 @@ class AsteriskSim:
         tech: str = "SIP",
         speed: float = 1.0,
         trunk: str = "trunk",
+        epoch: float | None = None,
     ) -> None:
+        """``epoch``: the PBX clock's reading at start (default the host's). An accelerated run
+        that must stay behind the host's clock (a wallboard asking for "until now") starts it
+        in the past."""
         self.username, self.secret, self.queue, self.tech, self.speed, self.trunk = (
             username,
             secret,
@@ -131,7 +135,7 @@ class AsteriskSim:
         self.logins = 0
         self.refuse_logins = False  # keeps clients out, as a PBX restarting would
         self._seq = itertools.count(2)
-        self._t0 = time.time()
+        self._t0 = time.time() if epoch is None else epoch
         self._m0 = time.monotonic()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -810,6 +814,45 @@ class AsteriskSim:
         self.drop_connections()
 
     # -- load --------------------------------------------------------------------------
+
+    async def call_traffic(
+        self,
+        callers: Sequence[tuple[str, str]],
+        *,
+        every_s: float,
+        until: asyncio.Event,
+        unknown_share: float = 0.2,
+        abandon_share: float = 0.1,
+        ring_s: float = 6.0,
+        talk_s: float = 60.0,
+    ) -> int:
+        """Calls from ``callers`` (number, name) and some unknown numbers, about one every
+        ``every_s`` real seconds until ``until`` is set: the demo's live queue. Durations are
+        PBX seconds. Each rings one member, or two at once now and then; returns the count."""
+        members = list(self.members)
+        n = 0
+        while not until.is_set():
+            if callers and self._rng.random() >= unknown_share:
+                number, name = self._rng.choice(list(callers))
+            else:
+                number, name = f"139{self._rng.randrange(10**8):08d}", self._rng.choice(CHINESE_NAMES)
+            ring = self._rng.sample(members, k=min(len(members), 2 if self._rng.random() < 0.3 else 1))
+            outcome = "abandoned" if self._rng.random() < abandon_share else "answered"
+            self.spawn(
+                self.inbound_call(
+                    number,
+                    name,
+                    rings=(tuple(ring),),
+                    ring_s=ring_s * (0.5 + self._rng.random()),
+                    outcome=outcome,
+                    talk_s=talk_s * (0.5 + self._rng.random()),
+                    wait_before_ring_s=self._rng.random() * ring_s,
+                )
+            )
+            n += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(until.wait(), every_s * (0.5 + self._rng.random()))
+        return n
 
     async def run_load(
         self,

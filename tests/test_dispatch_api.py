@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -245,3 +246,35 @@ async def test_the_emergency_webhook_survives_a_failing_receiver_and_verifies(
 
 async def _delivered(receiver: FamilyReceiver) -> bool:
     return len(receiver.alerts) == 1
+
+
+async def test_an_operators_chosen_provider_keeps_the_offer_until_it_runs_out(
+    running: Running, http: aiohttp.ClientSession
+) -> None:
+    """The operator's dispatch used to make the provider track due at once, which withdrew the
+    chosen provider's offer and offered the policy's own first choice again."""
+    w = await setup(running, http)
+    url = running.url
+    second = {**STATION, "name": "梨洲街道居家养老服务站", "lat": 30.05, "lon": 121.16}
+    status, chosen = await post(http, f"{url}/api/v1/providers", w["sup"], second)
+    assert status == 201
+    status, incident = await post(
+        http, f"{url}/api/v1/incidents", w["op"], {"elder_id": w["elder"]["id"], "type": "sos"}
+    )
+    assert status == 201
+    iid = incident["id"]
+
+    async def first_offer() -> list[dict[str, Any]]:
+        return list((await get(http, f"{url}/api/v1/incidents/{iid}", w["op"]))[1]["offers"])
+
+    await eventually(first_offer)
+    body = {"provider_id": chosen["id"], "timeout_s": 90}
+    status, out = await post(http, f"{url}/api/v1/incidents/{iid}/dispatch", w["op"], body)
+    assert status == 200, out
+    await asyncio.sleep(2.5)  # two sweeps of the timer loop
+    detail = (await get(http, f"{url}/api/v1/incidents/{iid}", w["op"]))[1]
+    live = [o for o in detail["offers"] if o["status"] == "offered"]
+    assert [o["provider_id"] for o in live] == [chosen["id"]], detail["offers"]
+    (track,) = [s for s in detail["escalation"] if s["track"] == "provider" and s["state"] == "pending"]
+    due = datetime.fromisoformat(track["due_at"])
+    assert due - datetime.fromisoformat(detail["updated_at"]) >= timedelta(seconds=85)

@@ -50,12 +50,13 @@ def _period(query: PeriodQuery) -> tuple[datetime, datetime]:
 
 @api.get("/api/v1/calls", response=wire.Page[wire.CallRecord], permission="calls.read", tag="calls")
 async def list_calls(request: web.Request, query: CallQuery) -> wire.Page[wire.CallRecord]:
-    """Call records, newest first, filtered by period, direction, outcome, elder, operator or state."""
+    """Call records, newest first, filtered by period, direction, outcome, elder, operator, state,
+    Linkedid (the console finds the record of the call that pops) or incident."""
     stmt = select(CallRecord).order_by(CallRecord.started_at.desc(), CallRecord.id.desc())
     if query.since is not None or query.until is not None:
         since, until = _period(query)
         stmt = stmt.where(CallRecord.started_at >= since, CallRecord.started_at < until)
-    for key in ("direction", "outcome", "elder_id", "operator_id", "state"):
+    for key in ("direction", "outcome", "elder_id", "operator_id", "state", "linkedid", "incident_id"):
         if value := getattr(query, key):
             stmt = stmt.where(getattr(CallRecord, key).in_(value.split(",")))
     return await listing(request, stmt, query, wire.CallRecord.model_validate)

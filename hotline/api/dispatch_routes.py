@@ -12,6 +12,7 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError
 
 from dispatch.errors import PolicyError
+from dispatch.escalation import offer_message
 from dispatch.notify.links import FamilyLinks
 from dispatch.policy import parse_tracks
 from dispatch.ranking import check_working_hours
@@ -31,6 +32,7 @@ from hotline.api.models import (
     PolicyQuery,
     ProgressIn,
     ProviderIn,
+    ProviderOffer,
     ProviderPatch,
     ProviderQuery,
     ReasonIn,
@@ -39,9 +41,19 @@ from hotline.api.models import (
 )
 from hotline.api.registry import Api, Reply, principal
 from hotline.auth import require
+from hotline.care.orders import WorkOrders
 from hotline.core import wire
+from hotline.core.messages import OfferedIncident, OfferedWork
 from hotline.errors import ConflictError, NotFoundError, ValidationError
-from hotline.storage.models import EscalationPolicy, Offer, Provider, RoutingDecision
+from hotline.storage.models import (
+    Elder,
+    EscalationPolicy,
+    Incident,
+    Offer,
+    Provider,
+    RoutingDecision,
+    ServiceRequest,
+)
 
 api = Api()
 
@@ -287,14 +299,35 @@ async def family_link_confirm(request: web.Request) -> web.StreamResponse | Fami
 # -- provider apps ----------------------------------------------------------------------
 
 
-@api.get("/api/v1/provider/offers", response=wire.Page[wire.Offer], permission="offers.respond", tag="provider app")
-async def provider_offers(request: web.Request, query: OfferQuery) -> wire.Page[wire.Offer]:
-    """The calling provider's offers, newest first (open ones unless status says otherwise)."""
+@api.get("/api/v1/provider/offers", response=wire.Page[ProviderOffer], permission="offers.respond", tag="provider app")
+async def provider_offers(request: web.Request, query: OfferQuery) -> wire.Page[ProviderOffer]:
+    """The calling provider's offers, newest first (open ones unless status says otherwise),
+    each with what the provider needs to go: the address and the kind of help (for a work
+    order, the service and the time), never the medical file."""
     who = principal(request)
     stmt = select(Offer).where(Offer.provider_id == (who.provider_id or "")).order_by(Offer.offered_at.desc(), Offer.id)
     if query.status != "all":
         stmt = stmt.where(Offer.status.in_(query.status.split(",")))
-    return await listing(request, stmt, query, wire.Offer.model_validate)
+    page = await listing(request, stmt, query, ProviderOffer.model_validate)
+    incident_ids = {o.incident_id for o in page.items if o.incident_id}
+    order_ids = {o.service_request_id for o in page.items if o.service_request_id}
+    async with request.app[SERVICES].sm() as session:
+        incidents = {i.id: i for i in await session.scalars(select(Incident).where(Incident.id.in_(incident_ids)))}
+        orders = {
+            r.id: r for r in await session.scalars(select(ServiceRequest).where(ServiceRequest.id.in_(order_ids)))
+        }
+        elder_ids = {i.elder_id for i in incidents.values()} | {r.elder_id for r in orders.values()}
+        elders = {e.id: e for e in await session.scalars(select(Elder).where(Elder.id.in_(elder_ids)))}
+        rows = {o.id: o for o in await session.scalars(select(Offer).where(Offer.id.in_([o.id for o in page.items])))}
+    for item in page.items:
+        row = rows[item.id]
+        if (incident := incidents.get(item.incident_id or "")) is not None:
+            subject = offer_message(row, incident, "", elder=elders.get(incident.elder_id))
+            item.incident = OfferedIncident.model_validate(subject["incident"])
+        if (order := orders.get(item.service_request_id or "")) is not None:
+            subject = WorkOrders.offer_message(row, order, "", elder=elders.get(order.elder_id))
+            item.service_request = OfferedWork.model_validate(subject["service_request"])
+    return page
 
 
 def _provider_id(request: web.Request) -> str:

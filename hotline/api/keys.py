@@ -18,6 +18,7 @@ from hotline.auth import Principal
 from hotline.bus import EventBus
 from hotline.care.service import CareService
 from hotline.config import Settings
+from hotline.signin import LoginThrottle
 from hotline.telephony.service import TelephonyService
 
 
@@ -35,6 +36,7 @@ class Services:
     dispatch: DispatchService | None = None
     geo_sync: GeoSync | None = None
     care: CareService | None = None
+    throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(None))
     extras: dict[str, object] = field(default_factory=dict)
 
 

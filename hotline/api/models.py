@@ -27,6 +27,7 @@ from pydantic import (
 
 from hotline.core import vocab
 from hotline.core.care import ServiceRequestDetail
+from hotline.core.messages import OfferedIncident, OfferedWork
 from hotline.core.vocab import (
     Availability,
     CallPurpose,
@@ -243,6 +244,13 @@ class OfferQuery(PageQuery):
     status: OfferStatuses = Field("offered", description="offer statuses, comma-separated, or all")
 
 
+class ProviderOffer(Offer):
+    """An offer as the provider's app lists it, with what the provider needs to go."""
+
+    incident: OfferedIncident | None = None
+    service_request: OfferedWork | None = None
+
+
 class ReasonIn(In):
     reason: Text500 | None = None
 
@@ -403,6 +411,10 @@ class CallQuery(PageQuery, PeriodQuery):
     state: CallStates | None = Field(None, description="comma-separated")
     elder_id: str | None = Field(None, max_length=40)
     operator_id: str | None = Field(None, max_length=40)
+    linkedid: str | None = Field(None, max_length=64, description="the Asterisk Linkedid a live call carries")
+    incident_id: str | None = Field(
+        None, max_length=40, description="the calls made for an incident, or that opened it"
+    )
 
 
 class CallIn(In):

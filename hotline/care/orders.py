@@ -300,7 +300,7 @@ class WorkOrders:
         for o in outstanding:
             OFFER.fire(o, "expire" if o.expires_at <= now else "withdraw")
             o.responded_at, o.updated_at = now, now
-            fx.messages.append(self._offer_message(o, order, "offer.closed"))
+            fx.messages.append(self.offer_message(o, order, "offer.closed"))
         tried = list(
             (await session.scalars(select(Offer.provider_id).where(Offer.service_request_id == order.id))).all()
         )
@@ -337,12 +337,12 @@ class WorkOrders:
             provider_id=offer.provider_id,
             rank=offer.rank,
         )
-        fx.messages.append(self._offer_message(offer, order, "offer.created", elder=elder))
+        fx.messages.append(self.offer_message(offer, order, "offer.created", elder=elder))
         fx.messages.append(order_message(order))
         return offer
 
     @staticmethod
-    def _offer_message(o: Offer, order: ServiceRequest, type_: str, *, elder: Elder | None = None) -> dict[str, Any]:
+    def offer_message(o: Offer, order: ServiceRequest, type_: str, *, elder: Elder | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"type": type_, "to_provider": o.provider_id, "offer": wire.dump(wire.Offer, o)}
         if elder is not None:
             # The address, the service and the time: not the medical file.
@@ -388,7 +388,7 @@ class WorkOrders:
         if taken is not None:
             OFFER.fire(taken, "withdraw")
             taken.reason, taken.updated_at = "no-show", now
-            fx.messages.append(self._offer_message(taken, order, "offer.closed"))
+            fx.messages.append(self.offer_message(taken, order, "offer.closed"))
         timeline(session, order.id, "no_show", "system", now, provider_id=missed)
         fx.messages.append(
             alert(
@@ -501,7 +501,7 @@ class WorkOrders:
                 offer.responded_at, offer.updated_at = now, now
                 await self.offer_next(session, order, elder, now, fx)
             offer.responded_at, offer.updated_at = now, now
-            fx.messages.append(self._offer_message(offer, order, "offer.updated"))
+            fx.messages.append(self.offer_message(offer, order, "offer.updated"))
             box["offer"] = offer
 
         out = await self.transition(order_id, actor, "accept" if accept else "decline", move)
@@ -586,7 +586,7 @@ class WorkOrders:
             if taken is not None:
                 OFFER.fire(taken, "done")
                 taken.updated_at = now
-                fx.messages.append(self._offer_message(taken, order, "offer.closed"))
+                fx.messages.append(self.offer_message(taken, order, "offer.closed"))
             order.closed_at = now
             timeline(session, order.id, "completed", actor, now, quantity=quantity)
             for hook in self.on_complete:
@@ -683,7 +683,7 @@ class WorkOrders:
         ).all():
             OFFER.fire(o, "withdraw")
             o.responded_at, o.updated_at = o.responded_at or now, now
-            fx.messages.append(self._offer_message(o, order, "offer.closed"))
+            fx.messages.append(self.offer_message(o, order, "offer.closed"))
         await timers.cancel(session, OFFER_TIMER, order.id)
         await timers.cancel(session, NO_SHOW_TIMER, order.id)
         order.closed_at, order.closed_reason = now, reason

@@ -397,11 +397,23 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # argon2id, for the console's sign-in; None for token-only (machine) users.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
     extension: Mapped[str | None] = mapped_column(String(32), index=True)
     elder_id: Mapped[str | None] = mapped_column(ForeignKey("elders.id"))
     provider_id: Mapped[str | None] = mapped_column(ForeignKey("providers.id"))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie's token is never stored, only its SHA-256."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class AuditEntry(Base):
