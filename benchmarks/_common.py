@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from hotline.config import Settings, load_settings
-from hotline.localsvc import start_mosquitto
+from hotline.localsvc import die_with_parent, start_mosquitto
 from hotline.storage.db import upgrade
 
 
@@ -137,4 +137,5 @@ while c.want_write() or len(c._out_messages):
     time.sleep(0.05)
 c.disconnect(); c.loop_stop()
 """
-    return subprocess.Popen([sys.executable, "-c", code])
+    # The publisher dies with the benchmark, even when the benchmark is killed.
+    return subprocess.Popen([sys.executable, "-c", code], preexec_fn=die_with_parent)  # noqa: PLW1509

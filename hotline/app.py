@@ -13,7 +13,10 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import signal
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
@@ -494,6 +497,7 @@ async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
         ami_alarm_callback=s.ami_alarm_callback,
         callback_number=s.callback_number,
         phone_area_code=s.phone_area_code,
+        stale_s=s.ami_stale_s,
     )
     svc.telephony = TelephonyService(config, svc.sm, svc.bus)
     svc.bus.add_listener(svc.telephony.on_bus_message)
@@ -604,15 +608,24 @@ async def serve(
     shutdown: asyncio.Event | None = None,
     on_ready: Callable[[web.Application, int], None] | None = None,
 ) -> None:
-    """Run the backend until ``shutdown`` is set (or SIGINT/SIGTERM when not given)."""
+    """Run the backend until ``shutdown`` is set (or SIGINT/SIGTERM when not given).
+
+    As a process (no ``shutdown`` given), stopping is bounded by HOTLINE_SHUTDOWN_TIMEOUT:
+    what has not closed by then is logged and the process exits anyway, as a SIGKILL would.
+    Nothing is lost that way: a message is acknowledged only once stored, so the broker
+    redelivers what was in flight, and timers live in the database. A second signal exits at
+    once.
+    """
     app = build_app(settings)
-    runner = web.AppRunner(app, access_log=None)
+    # Requests still running at a stop get half the bound; the services' close paths the rest.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s / 2)
     await runner.setup()
     stop = shutdown or asyncio.Event()
-    if shutdown is None:
+    own_process = shutdown is None
+    if own_process:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, _on_signal, stop)
     try:
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
@@ -623,4 +636,44 @@ async def serve(
             on_ready(app, port)
         await stop.wait()
     finally:
-        await runner.cleanup()
+        started = time.monotonic()
+        log.info("shutting down (at most %.0f s)", settings.shutdown_timeout_s)
+        cleanup = asyncio.create_task(runner.cleanup(), name="hotline.shutdown")
+        # asyncio.wait, not wait_for: wait_for waits for the cancelled task to finish, which
+        # is exactly what a stuck close path never does.
+        done, _ = await asyncio.wait({cleanup}, timeout=settings.shutdown_timeout_s)
+        if own_process:
+            left = max(0.0, settings.shutdown_timeout_s - (time.monotonic() - started))
+            await _end_process(done=bool(done), left_s=left)
+        elif not done:
+            log.error("shutdown did not finish within %.0f s", settings.shutdown_timeout_s)
+
+
+def _on_signal(stop: asyncio.Event) -> None:
+    if stop.is_set():
+        log.warning("second stop signal: exiting now")
+        _hard_exit(130)
+    stop.set()
+
+
+async def _end_process(*, done: bool, left_s: float) -> None:
+    """After the app's own cleanup: cancel whatever still runs and give it what is left of
+    the bound; exit hard if the bound runs out (asyncio.run would wait for it forever)."""
+    current = asyncio.current_task()
+    rest = [t for t in asyncio.all_tasks() if t is not current]
+    for t in rest:
+        t.cancel()
+    stuck: set[asyncio.Task[Any]] = set()
+    if rest:
+        _, stuck = await asyncio.wait(rest, timeout=max(left_s, 0.1))
+    if not done or stuck:
+        names = sorted(t.get_name() for t in stuck) or ["the app's cleanup"]
+        log.error("shutdown bound reached; exiting with these still running: %s", ", ".join(names))
+        _hard_exit(1)
+    log.info("stopped")
+
+
+def _hard_exit(code: int) -> None:
+    logging.shutdown()  # flush the log lines that say why
+    sys.stdout.flush()
+    os._exit(code)

@@ -62,6 +62,7 @@ class Settings:
     ami_dial: str = "PJSIP/{number}@pstn"
     ami_operator_channel: str = "PJSIP/{extension}"
     ami_alarm_callback: bool = True
+    ami_stale_s: float = 600.0
     phone_area_code: str = "0574"
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -95,6 +96,8 @@ class Settings:
     campaign_tick_s: float = 2.0
     # The console's session cookie gets Secure; set it behind a TLS-terminating proxy.
     cookie_secure: bool = False
+    # How long `hotline serve` may take to stop after SIGTERM before it exits anyway.
+    shutdown_timeout_s: float = 10.0
 
     @property
     def base_url(self) -> str:
@@ -121,6 +124,7 @@ _KEYS = (
     "ami_dial",
     "ami_operator_channel",
     "ami_alarm_callback",
+    "ami_stale_s",
     "phone_area_code",
     "http_host",
     "http_port",
@@ -150,6 +154,7 @@ _KEYS = (
     "unanswered_alert",
     "campaign_tick_s",
     "cookie_secure",
+    "shutdown_timeout",
 )
 
 
@@ -232,6 +237,10 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{_var('log_level')} must be DEBUG, INFO, WARNING or ERROR, got {raw['log_level']!r}")
         kwargs["log_level"] = level
+    if "ami_stale_s" in raw:
+        kwargs["ami_stale_s"] = _float("ami_stale_s", raw["ami_stale_s"], 1.0, 7 * 86_400.0, "seconds")
+    if "shutdown_timeout" in raw:
+        kwargs["shutdown_timeout_s"] = _float("shutdown_timeout", raw["shutdown_timeout"], 0.5, 600.0, "seconds")
     _dispatch(raw, kwargs)
     _care(raw, kwargs)
     return Settings(**kwargs)  # type: ignore[arg-type]

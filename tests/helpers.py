@@ -147,6 +147,22 @@ class BackendProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def terminate(self, *, within_s: float) -> tuple[int, float]:
+        """SIGTERM, as systemd, Docker and Kubernetes stop a service; the exit code and the
+        seconds it took. Fails (after a SIGKILL, so nothing is left behind) past ``within_s``."""
+        assert self.proc is not None
+        sent = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(within_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(
+                f"SIGTERM did not end the backend within {within_s} s:\n{self.log_path.read_text()[-3000:]}"
+            ) from None
+        return code, time.monotonic() - sent
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

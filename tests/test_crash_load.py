@@ -1,4 +1,5 @@
-"""SIGKILL under load: 10,000 QoS 1 events, the backend killed three times, nothing lost or doubled.
+"""SIGKILL and SIGTERM under load: 10,000 QoS 1 events, the backend killed three times (or
+stopped twice, each stop bounded), nothing lost or doubled.
 
 The broker is our own Mosquitto with ``max_queued_messages 0``: the default (1,000 per
 client) would itself drop what queues up while the backend is dead.
@@ -31,17 +32,21 @@ PER_DEVICE = 100
 TOTAL = DEVICES * PER_DEVICE
 
 
-async def test_sigkill_during_10000_events_stores_each_once_and_acks_every_one(
-    env: dict[str, str], tmp_path: Path, sm: async_sessionmaker[AsyncSession]
+@pytest.mark.parametrize(("stop", "stops"), [("kill", 3), ("term", 2)])
+async def test_a_stop_during_10000_events_stores_each_once_and_acks_every_one(
+    env: dict[str, str], tmp_path: Path, sm: async_sessionmaker[AsyncSession], stop: str, stops: int
 ) -> None:
+    """SIGKILL (a power cut) three times, or SIGTERM (a routine restart, bounded) twice."""
     port, broker = await start_mosquitto(tmp_path)
     try:
-        await _run(env, tmp_path, sm, port)
+        await _run(env, tmp_path, sm, port, stop=stop, stops=stops)
     finally:
         broker.stop()
 
 
-async def _run(env: dict[str, str], tmp_path: Path, sm: async_sessionmaker[AsyncSession], port: int) -> None:
+async def _run(
+    env: dict[str, str], tmp_path: Path, sm: async_sessionmaker[AsyncSession], port: int, *, stop: str, stops: int
+) -> None:
     ids = [f"LD{n:06d}" for n in range(DEVICES)]
     secret = hash_device_secret("x")
     async with sm() as s, s.begin():
@@ -98,16 +103,21 @@ async def _run(env: dict[str, str], tmp_path: Path, sm: async_sessionmaker[Async
     kills = 0
     last = 0
     deadline = time.monotonic() + 240
-    while kills < 3 and time.monotonic() < deadline:
+    while kills < stops and time.monotonic() < deadline:
         await asyncio.sleep(0.3)
         n = await stored()
         if n >= last + 1000 and n < TOTAL - 1500:  # well inside the stream
-            backend.kill()
+            if stop == "kill":
+                backend.kill()
+            else:
+                # HOTLINE_SHUTDOWN_TIMEOUT's default (10 s), and a second for the interpreter.
+                code, took = backend.terminate(within_s=11)
+                assert code == 0, f"exit {code} after {took:.1f} s"
             kills += 1
             last = n
             await asyncio.sleep(0.5)
             await backend.start()
-    assert kills == 3, f"only {kills} kills happened before the stream ended"
+    assert kills == stops, f"only {kills} stops happened before the stream ended"
     sender.join(60)
 
     while time.monotonic() < deadline:

@@ -407,3 +407,39 @@ async def test_a_pbx_restart_is_not_an_abandon(
     async with http.get(f"{backend.url}/api/v1/stats/calls", params=period, headers=auth(w["sup"])) as r:
         stats = await r.json()
     assert (stats["abandoned"], stats["pbx_shutdown"], stats["offered"], stats["answered"]) == (0, 1, 1, 1)
+
+
+async def test_calls_left_live_by_a_vanished_pbx_are_closed_as_unknown_and_a_resync_corrects_them(
+    backend: BackendProcess, http: aiohttp.ClientSession, sim: AsteriskSim
+) -> None:
+    backend.env["HOTLINE_AMI_STALE_S"] = "1"
+    w = await _world(backend, http, sim)
+    op1 = await _feed(http, backend, w["op1"])
+    call = sim.spawn(sim.inbound_call("13800000001", "张三", rings=[["op1001"]], talk_s=3600.0))
+    await op1.wait_for("call.answered")
+
+    async def row(state: str) -> dict[str, Any] | None:
+        rows = await _calls(http, backend, w["sup"])
+        return rows[0] if rows and rows[0]["state"] == state else None
+
+    live = await eventually(lambda: row("answered"))
+    port = sim.port
+    call.cancel()
+    await sim.stop()  # the PBX is gone, mid-call, and does not come back
+    closed = await eventually(lambda: row("ended"), timeout=15)
+    assert (closed["outcome"], closed["end_reason"]) == ("unknown", "pbx_lost")
+    assert closed["linkedid"] == live["linkedid"]
+
+    # It comes back after all, with the call still up: the resync rewrites the record.
+    back = AsteriskSim(speed=SPEED, members=("op1001", "op1002", "op1003"))
+    await back.start("127.0.0.1", port)
+    try:
+        lid = live["linkedid"]
+        caller = back.new_chan("SIP/trunk", linkedid=lid, uniqueid=lid, caller_num="13800000001")
+        caller.state, caller.application, caller.application_data = "Up", "Queue", "12349,r,,,120"
+        agent = back.new_chan("SIP/op1001", linkedid=lid)
+        agent.state, agent.application = "Up", "AppQueue"
+        corrected = await eventually(lambda: row("answered"), timeout=40)
+        assert corrected["outcome"] is None and corrected["end_reason"] is None
+    finally:
+        await back.stop()

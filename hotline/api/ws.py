@@ -163,6 +163,14 @@ class ConsoleHub:
             await client.ws.send_json(message)
             self.sent += 1
 
-    async def close_all(self) -> None:
-        for client in list(self._clients):
-            await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    async def close_all(self, *, within_s: float = 3.0) -> None:
+        """A close frame to every console at once; a browser that never answers it (a laptop
+        lid shut) does not hold the shutdown past ``within_s``."""
+        closing = [
+            asyncio.ensure_future(c.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"))
+            for c in list(self._clients)
+        ]
+        if closing:
+            _, late = await asyncio.wait(closing, timeout=within_s)
+            for task in late:
+                task.cancel()

@@ -71,6 +71,9 @@ class TelephonyConfig:
     ami_alarm_callback: bool = True
     callback_number: str = "12349"
     phone_area_code: str = "0574"
+    # Calls still live in the records after the PBX has been away this long are closed as
+    # ``unknown``; a resync when it returns can still correct them.
+    stale_s: float = 600.0
 
 
 class TelephonyService:
@@ -112,6 +115,7 @@ class TelephonyService:
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="telephony.call_writer")
+        self._spawn(self._stale_loop(), "telephony.stale_calls")
         self.link.start()
 
     async def close(self, *, grace_s: float = 5.0) -> None:
@@ -182,6 +186,12 @@ class TelephonyService:
         log.info("AMI resync: %d waiting, %d channels, %d calls changed", len(entries), len(channels), len(changes))
         for change in changes:
             self._apply(change)
+        # The calls the PBX still has are written again: a record closed as stale while it was
+        # away (close_stale) is corrected by the call's own state.
+        changed = {c.call.linkedid for c in changes}
+        for lid, call in self.tracker.calls.items():
+            if lid not in changed:
+                self._mark_dirty(lid, call.snapshot())
 
     async def _unfinished_calls(self) -> list[Call]:
         """Calls of the last day whose record is not ended, as the tracker holds them."""
@@ -460,6 +470,51 @@ class TelephonyService:
                 row.matched_by = s.get("matched_by") or row.matched_by
                 row.operator_id = s.get("operator_id") or row.operator_id
                 row.updated_at = now
+
+    # -- a PBX that does not come back ----------------------------------------------
+
+    async def _stale_loop(self) -> None:
+        """While the link is down, watch the clock; once it has been down ``stale_s``, close
+        what the records still show live (once per outage)."""
+        down_since: float | None = None
+        closed = False
+        every = min(30.0, max(0.2, self.settings.stale_s / 4))
+        while True:
+            await asyncio.sleep(every)
+            if self.link.connected:
+                down_since, closed = None, False
+                continue
+            down_since = down_since if down_since is not None else time.monotonic()
+            if not closed and time.monotonic() - down_since >= self.settings.stale_s:
+                try:
+                    n = await self.close_stale(reason="pbx_lost")
+                except (SQLAlchemyError, OSError) as exc:
+                    raise_if_cancelling()
+                    log.warning("stale calls not closed (%s); next look in %.0f s", type(exc).__name__, every)
+                    continue
+                closed = True
+                log.warning("the PBX has been away %.0f s: %d live calls closed as unknown", self.settings.stale_s, n)
+
+    async def close_stale(self, *, reason: str) -> int:
+        """End every call the records show live, outcome ``unknown``: the PBX that knew how
+        they ended is gone. The wallboard is told; the resync of a PBX that returns rewrites a
+        call it still has."""
+        now = datetime.now(UTC)
+        closed: list[dict[str, Any]] = []
+        async with self.sm() as session, session.begin():
+            live = select(CallRecord).where(CallRecord.state.in_(CALL.from_states("end")))
+            rows = (await session.scalars(live)).all()
+            for row in rows:
+                CALL.fire(row, "end")
+                row.outcome = row.outcome or "unknown"
+                row.end_reason = row.end_reason or reason
+                row.ended_at = row.ended_at or now
+                row.updated_at = now
+                closed.append({"linkedid": row.linkedid, "state": row.state, "outcome": row.outcome, "id": row.id})
+        for call in closed:
+            self._meta.pop(call["linkedid"], None)
+            await self.bus.publish({"type": "wallboard.call", "audience": SUPERVISORS, "change": "ended", "call": call})
+        return len(closed)
 
     # -- outbound --------------------------------------------------------------------
 
