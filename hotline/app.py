@@ -29,6 +29,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import select, text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from devices import contract
 from devices.commands import CommandService
@@ -160,6 +162,13 @@ async def errors_middleware(
         raise
     except asyncio.CancelledError:
         raise
+    except (OperationalError, InterfaceError, SATimeoutError, ConnectionError) as exc:
+        # The database is down or out of connections: say so, and when to come back, rather than
+        # a 500 that reads like a bug. Nothing was stored, so the client may simply retry.
+        log.warning("database unavailable method=%s path=%s (%s)", request.method, request.path, type(exc).__name__)
+        response = _error(503, "unavailable", "the database is not answering; try again shortly")
+        response.headers["Retry-After"] = "5"
+        return response
     except Exception:
         # Never a bare 500 page with a traceback: JSON, and a reference the log also carries.
         error_id = uuid.uuid4().hex[:12]

@@ -126,17 +126,27 @@ async def start_redis(workdir: Path, port: int | None = None) -> tuple[int, Chil
     return port, child
 
 
-async def start_mosquitto(workdir: Path, extra_conf: str = "") -> tuple[int, Child]:
-    port = free_port()
+async def start_mosquitto(
+    workdir: Path, extra_conf: str = "", *, port: int | None = None, persistent: bool = False
+) -> tuple[int, Child]:
+    """A private Mosquitto on a free port (or on ``port``, to restart one in place). With
+    ``persistent`` it keeps sessions and queued messages in ``workdir`` across a restart, as
+    deploy/mosquitto/mosquitto.conf does."""
+    port = port or free_port()
     conf = workdir / f"mosquitto-{port}.conf"
     # max_queued_messages 0 (unlimited): the default of 1000 silently drops alarms for a
     # subscriber that falls behind.
     # Started as root, Mosquitto switches to the "mosquitto" user, which cannot read files in
     # a root-only work directory; this child is ours and local, so it keeps our user.
     keep_user = "user root\n" if os.geteuid() == 0 else ""
+    where = os.path.abspath(workdir)  # noqa: ASYNC240 - no I/O but getcwd, once at start-up
+    keep = (
+        f"persistence true\npersistence_location {where}/\nautosave_interval 1\n"
+        if persistent
+        else "persistence false\n"
+    )
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n"
-        f"{keep_user}{extra_conf}",
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n{keep}{keep_user}{extra_conf}",
         encoding="utf-8",
     )
     proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, and Child.stop must work from sync cleanup

@@ -1,5 +1,6 @@
-"""SIGKILL and SIGTERM under load: 10,000 QoS 1 events, the backend killed three times (or
-stopped twice, each stop bounded), nothing lost or doubled.
+"""Faults under load: 10,000 QoS 1 events while the backend is SIGKILLed three times, stopped
+with SIGTERM twice (each stop bounded), or the broker is restarted twice with its persistence:
+nothing lost or doubled, and commands still reach a device afterwards.
 
 The broker is our own Mosquitto with ``max_queued_messages 0``: the default (1,000 per
 client) would itself drop what queues up while the backend is dead.
@@ -11,19 +12,22 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from devices import contract
 from devices.credentials import hash_device_secret
 from hotline.localsvc import start_mosquitto
 from hotline.storage.models import Device, DeviceEventRecord, Incident
 from tests import factories
-from tests.helpers import BackendProcess
+from tests.helpers import BackendProcess, DeviceClient, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -32,20 +36,34 @@ PER_DEVICE = 100
 TOTAL = DEVICES * PER_DEVICE
 
 
-@pytest.mark.parametrize(("stop", "stops"), [("kill", 3), ("term", 2)])
-async def test_a_stop_during_10000_events_stores_each_once_and_acks_every_one(
+@pytest.mark.parametrize(("stop", "stops"), [("kill", 3), ("term", 2), ("broker", 2)])
+async def test_a_fault_during_10000_events_stores_each_once_and_acks_every_one(
     env: dict[str, str], tmp_path: Path, sm: async_sessionmaker[AsyncSession], stop: str, stops: int
 ) -> None:
-    """SIGKILL (a power cut) three times, or SIGTERM (a routine restart, bounded) twice."""
-    port, broker = await start_mosquitto(tmp_path)
+    """SIGKILL (a power cut), SIGTERM (a routine restart, bounded), or a broker restart (with
+    deploy/mosquitto's persistence: sessions and queued messages survive it)."""
+    port, broker = await start_mosquitto(tmp_path, persistent=True)
+    brokers = [broker]
+
+    async def restart_broker() -> None:
+        brokers[-1].stop()  # SIGTERM: Mosquitto writes its persistence file on the way out
+        brokers.append((await start_mosquitto(tmp_path, port=port, persistent=True))[1])
+
     try:
-        await _run(env, tmp_path, sm, port, stop=stop, stops=stops)
+        await _run(env, tmp_path, sm, port, stop=stop, stops=stops, restart_broker=restart_broker)
     finally:
-        broker.stop()
+        brokers[-1].stop()
 
 
 async def _run(
-    env: dict[str, str], tmp_path: Path, sm: async_sessionmaker[AsyncSession], port: int, *, stop: str, stops: int
+    env: dict[str, str],
+    tmp_path: Path,
+    sm: async_sessionmaker[AsyncSession],
+    port: int,
+    *,
+    stop: str,
+    stops: int,
+    restart_broker: Callable[[], Awaitable[None]],
 ) -> None:
     ids = [f"LD{n:06d}" for n in range(DEVICES)]
     secret = hash_device_secret("x")
@@ -59,6 +77,7 @@ async def _run(
         )
     env = {**env, "HOTLINE_MQTT_URL": f"mqtt://127.0.0.1:{port}", "HOTLINE_LOG_LEVEL": "WARNING"}
     backend = BackendProcess(env, tmp_path / "backend.log")
+    admin = backend.cli("user", "add", "admin", "--role", "admin")
     prefix = env["HOTLINE_MQTT_PREFIX"]
 
     acked: dict[str, str] = {}
@@ -71,14 +90,15 @@ async def _run(
             if acked.get(ack["event_id"]) != "accepted":
                 acked[ack["event_id"]] = ack["status"]
 
-    listener = paho.Client(CallbackAPIVersion.VERSION2, client_id="load-acks")
+    # Persistent sessions, as devices have: a broker restart keeps their subscriptions and queues.
+    listener = paho.Client(CallbackAPIVersion.VERSION2, client_id="load-acks", clean_session=False)
     listener.on_message = on_ack
     listener.connect("127.0.0.1", port)
     listener.subscribe(f"{prefix}/devices/+/ack", qos=1)
     listener.loop_start()
 
     await backend.start()
-    publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id="load-devices")
+    publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id="load-devices", clean_session=False)
     publisher.max_inflight_messages_set(500)
     publisher.max_queued_messages_set(0)
     publisher.connect("127.0.0.1", port)
@@ -107,6 +127,11 @@ async def _run(
         await asyncio.sleep(0.3)
         n = await stored()
         if n >= last + 1000 and n < TOTAL - 1500:  # well inside the stream
+            if stop == "broker":
+                await restart_broker()
+                kills += 1
+                last = n
+                continue
             if stop == "kill":
                 backend.kill()
             else:
@@ -128,6 +153,22 @@ async def _run(
         await asyncio.sleep(0.5)
     publisher.loop_stop()
     listener.loop_stop()
+    # Commands still flow after the faults: down to a device, and its result back up.
+    device = await DeviceClient(port, prefix, ids[0], asyncio.get_running_loop()).ready()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as http:
+        async with http.post(f"{backend.url}/api/v1/devices/{ids[0]}/commands", json={"type": "locate"}) as r:
+            assert r.status == 201, await r.text()
+            command = await r.json()
+        received = contract.parse_command(await asyncio.wait_for(device.commands.get(), 10))
+        assert received.command_id == command["command_id"]
+        device.publish(contract.build_command_result(received.command_id, "done"), channel="commands/result")
+
+        async def finished() -> bool:
+            async with http.get(f"{backend.url}/api/v1/commands/{received.command_id}") as r:
+                return bool((await r.json())["status"] == "done")
+
+        await eventually(finished)
+    device.close()
     backend.stop()
 
     async with sm() as s:

@@ -156,3 +156,26 @@ async def test_unknown_fields_are_refused_and_named_everywhere(
     assert status == 400, out
     assert out["error"]["field"] == field
     assert "unknown field" in out["error"]["message"]
+
+
+async def test_a_database_that_does_not_answer_is_503_with_retry_after(
+    running: Running, http: aiohttp.ClientSession, admin: str
+) -> None:
+    """A PostgreSQL that is not there (nothing listens on the port): a clear 503, not a 500 or a hang."""
+    from hotline.api.keys import SERVICES
+    from hotline.localsvc import free_port
+    from hotline.storage.db import make_engine, make_sessionmaker
+
+    svc = running.app[SERVICES]
+    gone = make_engine(f"postgresql+asyncpg://hotline:hotline@127.0.0.1:{free_port()}/hotline")
+    real, svc.sm = svc.sm, make_sessionmaker(gone)
+    try:
+        async with http.get(f"{running.url}/api/v1/elders", headers=auth(admin)) as r:
+            body = await r.json()
+            assert r.status == 503 and r.headers["Retry-After"] == "5"
+        assert body["error"]["code"] == "unavailable" and "database" in body["error"]["message"]
+    finally:
+        svc.sm = real
+        await gone.dispose()
+    async with http.get(f"{running.url}/api/v1/elders", headers=auth(admin)) as r:
+        assert r.status == 200  # and back as soon as it answers

@@ -75,7 +75,8 @@ class Operation:
         return min(self.responses)
 
     def status_codes(self) -> list[int]:
-        codes = set(self.responses) | set(self.errors)
+        # Any operation may find the database not answering (503 with Retry-After).
+        codes = set(self.responses) | set(self.errors) | {503}
         if not self.public:
             codes |= {401, 403}
         if self.body is not None or self.query is not None or self.path_params:
@@ -268,7 +269,7 @@ _ERROR_TEXT = {
     404: "Not found, or not visible to the caller",
     409: "Conflicts with the current state (an illegal status change names the from-state and the event)",
     413: "Request body over 1 MiB",
-    503: "A service this needs is not running here",
+    503: "A service this needs is not running here, or the database is not answering (see Retry-After)",
 }
 
 

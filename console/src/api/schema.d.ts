@@ -5797,6 +5797,8 @@ export interface operations {
             413: components["responses"]["Error"];
             /** @description An error */
             429: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     logout: {
@@ -5821,6 +5823,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     me: {
@@ -5845,6 +5849,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_elders: {
@@ -5876,6 +5882,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_elder: {
@@ -5908,6 +5916,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     get_elder: {
@@ -5938,6 +5948,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     patch_elder: {
@@ -5974,6 +5986,8 @@ export interface operations {
             404: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_devices: {
@@ -6004,6 +6018,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_device: {
@@ -6038,6 +6054,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     get_device: {
@@ -6068,6 +6086,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_commands: {
@@ -6101,6 +6121,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     send_command: {
@@ -6139,7 +6161,7 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
-            /** @description A service this needs is not running here */
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
             503: components["responses"]["Error"];
         };
     };
@@ -6171,6 +6193,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_incidents: {
@@ -6203,6 +6227,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_incident: {
@@ -6246,6 +6272,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     get_incident: {
@@ -6276,6 +6304,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     websocket: {
@@ -6300,6 +6330,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_calls: {
@@ -6343,6 +6375,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     place_call: {
@@ -6377,7 +6411,7 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
-            /** @description A service this needs is not running here */
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
             503: components["responses"]["Error"];
         };
     };
@@ -6409,6 +6443,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     call_stats: {
@@ -6438,6 +6474,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     incident_from_call: {
@@ -6485,6 +6523,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_agents: {
@@ -6509,7 +6549,7 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
-            /** @description A service this needs is not running here */
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
             503: components["responses"]["Error"];
         };
     };
@@ -6547,7 +6587,7 @@ export interface operations {
             404: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
-            /** @description A service this needs is not running here */
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
             503: components["responses"]["Error"];
         };
     };
@@ -6579,7 +6619,7 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
-            /** @description A service this needs is not running here */
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
             503: components["responses"]["Error"];
         };
     };
@@ -6613,6 +6653,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_provider: {
@@ -6645,6 +6687,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     get_provider: {
@@ -6675,6 +6719,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     patch_provider: {
@@ -6711,6 +6757,8 @@ export interface operations {
             404: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     acknowledge: {
@@ -6743,6 +6791,8 @@ export interface operations {
             404: components["responses"]["Error"];
             /** @description Conflicts with the current state (an illegal status change names the from-state and the event) */
             409: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     dispatch_incident: {
@@ -6781,6 +6831,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     resolve: {
@@ -6819,6 +6871,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     cancel: {
@@ -6857,6 +6911,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     decisions: {
@@ -6890,6 +6946,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     family_confirm: {
@@ -6922,6 +6980,8 @@ export interface operations {
             404: components["responses"]["Error"];
             /** @description Conflicts with the current state (an illegal status change names the from-state and the event) */
             409: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     family_link_page: {
@@ -6948,6 +7008,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Conflicts with the current state (an illegal status change names the from-state and the event) */
             409: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     family_link_confirm: {
@@ -6974,6 +7036,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Conflicts with the current state (an illegal status change names the from-state and the event) */
             409: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     provider_offers: {
@@ -7005,6 +7069,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     offer_accept: {
@@ -7043,6 +7109,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     offer_decline: {
@@ -7081,6 +7149,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     offer_en_route: {
@@ -7119,6 +7189,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     offer_on_scene: {
@@ -7157,6 +7229,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     offer_done: {
@@ -7195,6 +7269,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_policies: {
@@ -7225,6 +7301,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_policy: {
@@ -7259,6 +7337,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_services: {
@@ -7288,6 +7368,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_service: {
@@ -7322,6 +7404,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     patch_service: {
@@ -7358,6 +7442,8 @@ export interface operations {
             404: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_rules: {
@@ -7388,6 +7474,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_rules: {
@@ -7422,6 +7510,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     elder_entitlements: {
@@ -7457,6 +7547,8 @@ export interface operations {
             404: components["responses"]["Error"];
             /** @description Conflicts with the current state (an illegal status change names the from-state and the event) */
             409: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_service_requests: {
@@ -7489,6 +7581,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_service_request: {
@@ -7523,6 +7617,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     get_service_request: {
@@ -7553,6 +7649,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     assess_service_request: {
@@ -7591,6 +7689,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     dispatch_service_request: {
@@ -7623,6 +7723,8 @@ export interface operations {
             404: components["responses"]["Error"];
             /** @description Conflicts with the current state (an illegal status change names the from-state and the event) */
             409: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     cancel_service_request: {
@@ -7661,6 +7763,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     schedule_service_request: {
@@ -7699,6 +7803,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     check_in: {
@@ -7737,6 +7843,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     check_out: {
@@ -7775,6 +7883,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_follow_ups: {
@@ -7806,6 +7916,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     follow_up_result: {
@@ -7844,6 +7956,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_reviews: {
@@ -7873,6 +7987,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_complaints: {
@@ -7904,6 +8020,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_complaint: {
@@ -7936,6 +8054,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     patch_complaint: {
@@ -7974,6 +8094,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_referrals: {
@@ -8004,6 +8126,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_referral: {
@@ -8038,6 +8162,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     patch_referral: {
@@ -8076,6 +8202,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     recompute_ratings: {
@@ -8102,6 +8230,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Conflicts with the current state (an illegal status change names the from-state and the event) */
             409: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     providers_review: {
@@ -8131,6 +8261,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     provider_rating: {
@@ -8164,6 +8296,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_campaigns: {
@@ -8193,6 +8327,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     create_campaign: {
@@ -8225,6 +8361,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     get_campaign: {
@@ -8255,6 +8393,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     patch_campaign: {
@@ -8291,6 +8431,8 @@ export interface operations {
             404: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     run_campaign_now: {
@@ -8323,6 +8465,8 @@ export interface operations {
             404: components["responses"]["Error"];
             /** @description Conflicts with the current state (an illegal status change names the from-state and the event) */
             409: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     get_campaign_run: {
@@ -8354,6 +8498,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     record_target: {
@@ -8392,6 +8538,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     consult: {
@@ -8430,6 +8578,8 @@ export interface operations {
             409: components["responses"]["Error"];
             /** @description Request body over 1 MiB */
             413: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     report: {
@@ -8465,6 +8615,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     list_dead_letters: {
@@ -8499,6 +8651,8 @@ export interface operations {
             401: components["responses"]["Error"];
             /** @description The caller's role may not do this */
             403: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     get_dead_letter: {
@@ -8529,6 +8683,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
     replay_dead_letter: {
@@ -8559,6 +8715,8 @@ export interface operations {
             403: components["responses"]["Error"];
             /** @description Not found, or not visible to the caller */
             404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
         };
     };
 }
