@@ -15,6 +15,9 @@ COPY devices ./devices
 COPY dispatch ./dispatch
 COPY simulators ./simulators
 RUN pip install --no-cache-dir .
+# The broker's password file and ACL (HOTLINE_BROKER_AUTH_DIR): a volume Mosquitto reads.
+# Made here, owned by the app's user, so a fresh named volume takes this ownership.
+RUN mkdir -p /var/lib/hotline/broker-auth && chown nobody /var/lib/hotline/broker-auth
 USER nobody
 EXPOSE 8080
 CMD ["sh", "-c", "hotline db upgrade && exec hotline serve"]

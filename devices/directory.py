@@ -40,7 +40,9 @@ class DeviceDirectory:
         async with self._sm() as session:
             row = (
                 await session.execute(
-                    select(Device, Elder).join(Elder, Device.elder_id == Elder.id).where(Device.device_id == device_id)
+                    select(Device, Elder)
+                    .join(Elder, Device.elder_id == Elder.id)
+                    .where(Device.device_id == device_id, Device.retired_at.is_(None))
                 )
             ).first()
         info = None if row is None else to_info(row[0], row[1])
@@ -59,7 +61,7 @@ class DeviceDirectory:
                     await session.execute(
                         select(Device, Elder)
                         .join(Elder, Device.elder_id == Elder.id)
-                        .where(Device.device_id > last)
+                        .where(Device.device_id > last, Device.retired_at.is_(None))
                         .order_by(Device.device_id)
                         .limit(chunk)
                     )

@@ -397,6 +397,8 @@ class DeviceGateway:
                 )
                 if device is None:
                     return Outcome("rejected", reason=f"unknown device {device_id}")
+                if device.retired_at is not None:
+                    return Outcome("rejected", reason=f"device {device_id} is retired")
                 record = DeviceEventRecord(
                     device_id=device_id,
                     event_id=event.event_id,

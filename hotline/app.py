@@ -21,18 +21,19 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import select, text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from devices import contract
+from devices.brokersync import BrokerAuthSync, BrokerUser
 from devices.commands import CommandService
 from devices.directory import DeviceDirectory
 from devices.errors import BrokerUnavailableError, UnknownDeviceError
@@ -77,7 +78,9 @@ from hotline.jsonlimits import JsonLimitError
 from hotline.metrics import Sample, ServiceCollector, exposition, registry_for
 from hotline.signin import CSRF_HEADER, SESSION_COOKIE, csrf_ok, session_user
 from hotline.storage.db import make_engine, make_sessionmaker
+from hotline.storage.leases import Lease, Role
 from hotline.storage.models import User
+from hotline.storage.redisconn import close_redis, redis_client
 from hotline.tasks import cancel_and_wait
 from hotline.telephony.errors import TelephonyError
 from hotline.telephony.service import TelephonyConfig, TelephonyService
@@ -239,12 +242,22 @@ async def readyz(request: web.Request) -> web.Response:
     else:
         checks["mqtt"] = "ok" if svc.link is not None and svc.link.connected else "down"
     checks["devices"] = "ok" if svc.gateway is not None and svc.gateway.ready.is_set() else "starting"
+    body: dict[str, Any] = {}
     if svc.telephony is None:
         checks["ami"] = "disabled"
     else:
         checks["ami"] = "ok" if svc.telephony.link.connected else "down"
+        if (role := svc.telephony.role) is not None:
+            # Not a check: a standby is as ready as the holder; it says who pops the calls.
+            body["ami_role"] = {
+                "instance": role.me,
+                "holder": role.active,
+                "current_holder": role.holder,
+                "token": role.token,
+            }
     ready = all(v in ("ok", "disabled") for v in checks.values())
-    return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
+    body = {"status": "ready" if ready else "not_ready", "checks": checks, **body}
+    return json_response(body, status=200 if ready else 503)
 
 
 def _samples(app: web.Application) -> Iterator[Sample]:
@@ -294,6 +307,15 @@ def _samples(app: web.Application) -> Iterator[Sample]:
         yield Sample("hotline_ami_garbage_total", tel.link.garbage, "Garbage AMI lines and frames on this connection")
         yield Sample("hotline_ami_handler_errors_total", tel.link.handler_errors, "AMI event handlers that raised")
         yield Sample("hotline_screen_pops_total", tel.pops, "call.ringing pops sent to an operator")
+        if tel.role is not None:
+            yield Sample(
+                "hotline_ami_role_holder", int(tel.role.active), "1 while this instance holds the AMI role", "gauge"
+            )
+            yield Sample(
+                "hotline_ami_lease_token", tel.role.token or 0, "This instance's AMI lease token (0: standby)", "gauge"
+            )
+            yield Sample("hotline_ami_role_gained_total", tel.role.gained, "Times this instance took the AMI role")
+            yield Sample("hotline_ami_role_lost_total", tel.role.lost, "Times this instance gave the AMI role up")
         yield Sample("hotline_call_write_errors_total", tel.write_errors, "Failed call-record writes (retried)")
     if svc.dispatch is not None:
         engine = svc.dispatch.engine
@@ -316,6 +338,11 @@ def _samples(app: web.Application) -> Iterator[Sample]:
             "hotline_console_local_deliveries_total",
             svc.bus.local_deliveries + svc.bus.fallbacks,
             "Console messages delivered to this instance's sockets directly (fan-out down or not subscribed)",
+        )
+        yield Sample(
+            "hotline_console_resent_total",
+            svc.bus.resent,
+            "Console messages published late for the other instances, after Redis came back",
         )
     yield Sample("hotline_websocket_clients", app[HUB].size, "Connected console sockets", "gauge")
 
@@ -411,7 +438,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
     svc = app[SERVICES]
-    redis = aioredis.from_url(svc.settings.redis_url, socket_connect_timeout=2, health_check_interval=15)
+    redis = redis_client(svc.settings.redis_url, socket_connect_timeout=2, health_check_interval=15)
     svc.bus = EventBus(redis, prefix=svc.settings.redis_prefix, strict=svc.settings.strict_messages)
     svc.bus.add_listener(app[HUB].broadcast)
     svc.throttle.redis, svc.throttle.prefix = redis, svc.settings.redis_prefix
@@ -423,7 +450,7 @@ async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await cancel_and_wait(task)
     svc.throttle.redis = None
-    await redis.aclose()
+    await close_redis(redis)
 
 
 async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -445,6 +472,11 @@ async def _outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     await http.close()
 
 
+def instance_name(s: Settings) -> str:
+    """HOTLINE_INSTANCE_ID, else the MQTT client id and the PID: unique among running instances."""
+    return s.instance_id or f"{s.mqtt_client_id}/{os.getpid()}"
+
+
 def link_secret(s: Settings) -> bytes:
     """HOTLINE_LINK_SECRET, else a key derived from the webhook secret (never the secret itself)."""
     if s.link_secret:
@@ -457,7 +489,7 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     s = svc.settings
     assert svc.bus is not None
     assert svc.outbox is not None
-    redis = aioredis.from_url(s.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    redis = redis_client(s.redis_url, socket_connect_timeout=2, socket_timeout=5)
     geo = GeoIndex(redis, s.redis_prefix)
     router = Router(geo, svc.sm, policy=RoutingPolicy(reach_min=s.reach_minutes, min_rating=s.min_provider_rating))
     escalator = Escalator(
@@ -488,7 +520,7 @@ async def _dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     for task in tasks:
         await cancel_and_wait(task)
-    await redis.aclose()
+    await close_redis(redis)
 
 
 async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -508,8 +540,13 @@ async def _telephony_ctx(app: web.Application) -> AsyncIterator[None]:
         phone_area_code=s.phone_area_code,
         stale_s=s.ami_stale_s,
     )
-    svc.telephony = TelephonyService(config, svc.sm, svc.bus)
+    role = Role(Lease(svc.sm, "ami"), instance_name(s), failover_s=s.ami_failover_s)
+    svc.telephony = TelephonyService(config, svc.sm, svc.bus, role=role)
     svc.bus.add_listener(svc.telephony.on_bus_message)
+    with contextlib.suppress(SQLAlchemyError, OSError, TimeoutError):
+        # One try before the link starts: a lone instance pops its very first call.
+        async with asyncio.timeout(3):
+            await role.step()
     svc.telephony.start()
     assert svc.outbox is not None
     svc.outbox.add_sender("voice", VoiceSender(svc.telephony))
@@ -578,7 +615,7 @@ async def _devices_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     # Presence gets its own client with a socket timeout, so no presence call can hang;
     # the bus's client has none, because a pub/sub connection is idle by design.
-    presence_redis = aioredis.from_url(s.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    presence_redis = redis_client(s.redis_url, socket_connect_timeout=2, socket_timeout=5)
     svc.gateway = DeviceGateway(
         sm=svc.sm,
         link=link,
@@ -600,11 +637,22 @@ async def _devices_ctx(app: web.Application) -> AsyncIterator[None]:
     monitor = PresenceMonitor(svc.gateway, svc.bus)
     await link.start()
     tasks = [_task(svc.gateway.run(), "devices.gateway"), _task(monitor.run(), "devices.presence_monitor")]
+    if s.broker_auth_dir:
+        # load_settings refuses the directory without them
+        assert s.mqtt.username is not None
+        assert s.mqtt.password is not None
+        svc.broker_auth = BrokerAuthSync(
+            svc.sm,
+            Path(s.broker_auth_dir),
+            BrokerUser(s.mqtt_prefix, s.mqtt.username, s.mqtt.password),
+            sync_s=s.broker_auth_sync_s,
+        )
+        tasks.append(_task(svc.broker_auth.run(), "devices.broker_auth_sync"))
     yield
     for task in tasks:
         await cancel_and_wait(task)
     await link.close()
-    await presence_redis.aclose()
+    await close_redis(presence_redis)
 
 
 async def _close_websockets(app: web.Application) -> None:

@@ -65,7 +65,6 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "campaigns.record": CONSOLE_ROLES,
     "consultations.write": CONSOLE_ROLES,
     "reports.read": frozenset({"supervisor", "admin"}),
-    "auth.self": CONSOLE_ROLES | {"family", "provider", "vendor"},
 }
 
 

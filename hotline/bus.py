@@ -15,6 +15,12 @@ the console is never dropped in silence:
 A message can so reach a listener twice (local delivery racing a resubscribe); it keeps
 its ``seq``, and the hub drops repeats.
 
+A message whose publish failed (Redis down, or failing over to a new master) reaches this
+instance's consoles at once and is *held*; when Redis answers again it is published for
+the other instances, marked with this bus's origin so that our own subscriber does not
+deliver it here a second time. A pop for an operator whose console is on another instance
+is so late by the length of the outage, not lost (held for at most ``HELD_MAX_AGE_S``).
+
 Redis pub/sub ignores the database number: a channel published on ``/0`` reaches
 subscribers on ``/7``. The channel name therefore carries the database as well as the
 prefix, so two deployments that share a Redis server never see each other's events.
@@ -31,6 +37,8 @@ import contextlib
 import json
 import logging
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +56,9 @@ log = logging.getLogger(__name__)
 Listener = Callable[[dict[str, Any]], None]
 RECONNECT_POLL_S = 0.2
 LOG_LENGTH = 5000  # messages kept for consoles that reconnect
+HELD_MAX = 2000  # failed publishes kept for the other instances
+HELD_MAX_AGE_S = 60.0  # older than this, a held message is news nobody needs
+ORIGIN = "_origin"
 
 # XADD to the log, then PUBLISH "seq json"; returns {seq, receivers}.
 _PUBLISH = """
@@ -76,6 +87,10 @@ class EventBus:
         self.subscribed = asyncio.Event()
         self.fallbacks = 0
         self.local_deliveries = 0
+        self.resent = 0
+        self._origin = uuid.uuid4().hex[:12]
+        self._held: deque[tuple[float, dict[str, Any]]] = deque(maxlen=HELD_MAX)
+        self._resending = asyncio.Lock()
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -108,13 +123,35 @@ class EventBus:
         except (RedisError, OSError) as exc:
             raise_if_cancelling()
             self.fallbacks += 1
-            log.warning("redis publish failed (%s); delivering locally only", exc)
+            log.warning("redis publish failed (%s); delivering locally, held for the other instances", exc)
             self._deliver(message)
+            self._held.append((time.monotonic(), message))
             return
+        if self._held:
+            await self._resend_held()
         if not was_subscribed or int(receivers) == 0:
             # Our own subscriber will not see it: deliver here, or nobody on this instance will.
             self.local_deliveries += 1
             self._deliver({**message, "seq": seq.decode() if isinstance(seq, bytes) else str(seq)})
+
+    async def _resend_held(self) -> None:
+        """Publish what failed while Redis was away, for the other instances; our own consoles
+        had it at the time, so it carries our origin and our subscriber skips it."""
+        if self._resending.locked():
+            return  # the publisher or the subscriber is at it already; one is enough, in order
+        async with self._resending:
+            while self._held:
+                held_at, message = self._held.popleft()
+                if time.monotonic() - held_at > HELD_MAX_AGE_S:
+                    continue
+                data = json.dumps({**message, ORIGIN: self._origin}, ensure_ascii=False, default=str)
+                try:
+                    await self._script(keys=[self.log_key, self.channel], args=[data, LOG_LENGTH])
+                except (RedisError, OSError):
+                    self._held.appendleft((held_at, message))  # still away: try again later
+                    raise_if_cancelling()
+                    return
+                self.resent += 1
 
     async def since(self, seq: str, *, limit: int = 1000) -> tuple[list[dict[str, Any]], bool]:
         """Messages after ``seq`` from the log, and whether the log still reaches back that far
@@ -129,7 +166,9 @@ class EventBus:
         out: list[dict[str, Any]] = []
         for raw_id, fields in rows:
             with contextlib.suppress(ValueError, TypeError, KeyError):
-                out.append({**json.loads(fields[b"m"]), "seq": _text(raw_id)})
+                message = json.loads(fields[b"m"])
+                message.pop(ORIGIN, None)
+                out.append({**message, "seq": _text(raw_id)})
         return out, complete and len(rows) < limit
 
     async def ping(self) -> bool:
@@ -149,19 +188,28 @@ class EventBus:
                 if attempt:
                     log.info("redis subscription restored channel=%s", self.channel)
                 attempt = 0
+                await self._resend_held()
                 async for raw in pubsub.listen():
                     if raw.get("type") != "message":
                         continue
                     try:
                         seq, _, data = _text(raw["data"]).partition(" ")
-                        self._deliver({**json.loads(data), "seq": seq})
-                    except (ValueError, TypeError):
+                        message = json.loads(data)
+                        if message.pop(ORIGIN, None) == self._origin:
+                            continue  # held and resent by us: our consoles had it at the time
+                        self._deliver({**message, "seq": seq})
+                    except (ValueError, TypeError, AttributeError):
                         log.warning("ignoring a non-JSON console message")
             except (RedisError, OSError) as exc:
                 raise_if_cancelling()
                 self.subscribed.clear()
                 attempt += 1
                 log.warning("redis subscription lost (%s); delivering locally until it is back", exc)
+            except Exception:
+                # A bug here must not end the fan-out for good: log it, and subscribe again.
+                raise_if_cancelling()
+                attempt += 1
+                log.exception("console subscriber failed; subscribing again")
             finally:
                 self.subscribed.clear()
                 with contextlib.suppress(RedisError, OSError):

@@ -8,8 +8,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy import select
-
 from hotline.config import Settings, load_settings
 from hotline.errors import ConfigError, HotlineError
 from hotline.storage.db import make_engine, make_sessionmaker, upgrade
@@ -180,7 +178,7 @@ def _devices(args: argparse.Namespace, settings: Settings) -> int:
         from pathlib import Path
 
         from devices.brokerauth import write_auth_files
-        from hotline.storage.models import Device
+        from devices.brokersync import active_credentials
 
         user = args.backend_user or settings.mqtt.username
         password = args.backend_password or settings.mqtt.password
@@ -193,9 +191,7 @@ def _devices(args: argparse.Namespace, settings: Settings) -> int:
         async def rows() -> list[tuple[str, str]]:
             engine = make_engine(settings.database_url)
             try:
-                async with make_sessionmaker(engine)() as session:
-                    result = await session.execute(select(Device.device_id, Device.credential_hash))
-                    return [(d, h) for d, h in result.all()]
+                return await active_credentials(make_sessionmaker(engine))
             finally:
                 await engine.dispose()
 

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 from hotline.core.targets import AmiTarget, MqttTarget
 from hotline.core.vocab import Region, values
 from hotline.errors import ConfigError
+from hotline.storage.redisconn import SENTINEL_SCHEME, parse_sentinel_url
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 # Public on purpose: lets the demo and its simulators agree with no set-up. Never for production.
@@ -63,6 +64,10 @@ class Settings:
     ami_operator_channel: str = "PJSIP/{extension}"
     ami_alarm_callback: bool = True
     ami_stale_s: float = 600.0
+    # Among several instances one holds the AMI role; another takes it within this many seconds.
+    ami_failover_s: float = 5.0
+    # Names this process in the AMI lease, /readyz and the logs (default: client id and PID).
+    instance_id: str | None = None
     phone_area_code: str = "0574"
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -98,6 +103,9 @@ class Settings:
     cookie_secure: bool = False
     # How long `hotline serve` may take to stop after SIGTERM before it exits anyway.
     shutdown_timeout_s: float = 10.0
+    # Where the broker's passwd and ACL are kept in step with the registry (docs/operations.md).
+    broker_auth_dir: str | None = None
+    broker_auth_sync_s: float = 30.0
 
     @property
     def base_url(self) -> str:
@@ -125,6 +133,10 @@ _KEYS = (
     "ami_operator_channel",
     "ami_alarm_callback",
     "ami_stale_s",
+    "ami_failover_s",
+    "instance_id",
+    "broker_auth_dir",
+    "broker_auth_sync_s",
     "phone_area_code",
     "http_host",
     "http_port",
@@ -239,6 +251,21 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: str | Path 
         kwargs["log_level"] = level
     if "ami_stale_s" in raw:
         kwargs["ami_stale_s"] = _float("ami_stale_s", raw["ami_stale_s"], 1.0, 7 * 86_400.0, "seconds")
+    if "ami_failover_s" in raw:
+        kwargs["ami_failover_s"] = _float("ami_failover_s", raw["ami_failover_s"], 1.0, 300.0, "seconds")
+    if raw.get("instance_id", "").strip():
+        kwargs["instance_id"] = raw["instance_id"].strip()[:100]
+    if raw.get("broker_auth_dir", "").strip():
+        target = kwargs["mqtt"]
+        assert isinstance(target, MqttTarget)
+        if not target.username or not target.password:
+            raise ConfigError(
+                f"{_var('broker_auth_dir')} needs the backend's own broker user in {_var('mqtt_url')} "
+                "(mqtt://hotline-backend:SECRET@host:1884)"
+            )
+        kwargs["broker_auth_dir"] = raw["broker_auth_dir"].strip()
+    if "broker_auth_sync_s" in raw:
+        kwargs["broker_auth_sync_s"] = _float("broker_auth_sync_s", raw["broker_auth_sync_s"], 1.0, 3600.0, "seconds")
     if "shutdown_timeout" in raw:
         kwargs["shutdown_timeout_s"] = _float("shutdown_timeout", raw["shutdown_timeout"], 0.5, 600.0, "seconds")
     _dispatch(raw, kwargs)
@@ -374,9 +401,18 @@ def _database_url(value: str) -> str:
 
 def _redis_url(value: str) -> str:
     value = value.strip()
+    if value.startswith(f"{SENTINEL_SCHEME}://"):
+        try:
+            parse_sentinel_url(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{_var('redis_url')}: {exc}") from None
+        return value
     parts = urlsplit(value)
     if parts.scheme not in {"redis", "rediss", "unix"} or (parts.scheme != "unix" and not parts.hostname):
-        raise ConfigError(f"{_var('redis_url')} must look like redis://host:port/db, got {value!r}")
+        raise ConfigError(
+            f"{_var('redis_url')} must look like redis://host:port/db or "
+            f"redis+sentinel://host:26379,host:26380/mymaster/0, got {value!r}"
+        )
     try:
         _ = parts.port
     except ValueError as exc:

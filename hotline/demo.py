@@ -20,7 +20,6 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
@@ -40,6 +39,7 @@ from hotline.storage.models import (
     Provider,
     ServiceRequest,
 )
+from hotline.storage.redisconn import SENTINEL_SCHEME, close_redis, redis_client
 from hotline.tasks import cancel_and_wait
 from hotline.users import add_user
 from simulators.asterisk import AsteriskSim
@@ -79,7 +79,7 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
         "HOTLINE_HTTP_HOST": base.http_host,
     }
     redis = urlsplit(base.redis_url)
-    if await port_open(redis.hostname or "127.0.0.1", redis.port or 6379):
+    if base.redis_url.startswith(SENTINEL_SCHEME) or await port_open(redis.hostname or "127.0.0.1", redis.port or 6379):
         env["HOTLINE_REDIS_URL"] = base.redis_url
     else:
         port, child = await start_redis(workdir)
@@ -251,7 +251,7 @@ async def _run(base: Settings, args: argparse.Namespace, workdir: Path, children
 
 async def drop_redis_keys(url: str, prefix: str) -> int:
     """Delete the demo's keys (``{prefix}:*``), so a demo leaves nothing behind in a shared Redis."""
-    client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    client = redis_client(url, socket_connect_timeout=2, socket_timeout=5)
     dropped = 0
     try:
         batch: list[bytes] = []
@@ -265,7 +265,7 @@ async def drop_redis_keys(url: str, prefix: str) -> int:
     except (RedisError, OSError) as exc:
         _say(f"could not remove the demo keys from Redis: {exc}")
     finally:
-        await client.aclose()
+        await close_redis(client)
     return dropped
 
 

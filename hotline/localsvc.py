@@ -37,11 +37,12 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM, and SIGKILL past ``grace_s``."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(5)
+                self.proc.wait(grace_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
@@ -100,28 +101,45 @@ def _need(binary: str, package: str) -> str:
     return path
 
 
-async def start_redis(workdir: Path, port: int | None = None) -> tuple[int, Child]:
-    """A private redis-server on a free port (or on ``port``, to restart one in place)."""
-    port = port or free_port()
-    proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, and Child.stop must work from sync cleanup
-        [
-            _need("redis-server", "redis-server"),
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
+def _spawn(name: str, argv: list[str]) -> Child:
+    proc = subprocess.Popen(
+        argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl runs between fork and exec
     )
-    child = Child("redis-server", proc)
+    return Child(name, proc)
+
+
+async def start_redis(workdir: Path, port: int | None = None, *, replica_of: int | None = None) -> tuple[int, Child]:
+    """A private redis-server on a free port (or on ``port``, to restart one in place);
+    with ``replica_of``, a replica of the loopback server on that port."""
+    port = port or free_port()
+    argv = [_need("redis-server", "redis-server"), "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+    argv += ["--appendonly", "no", "--dir", str(workdir), "--dbfilename", f"dump-{port}.rdb"]
+    if replica_of is not None:
+        argv += ["--replicaof", "127.0.0.1", str(replica_of)]
+    child = _spawn("redis-server", argv)
+    await _wait_port(port, child)
+    return port, child
+
+
+async def start_sentinel(
+    workdir: Path, master_port: int, *, service: str = "mymaster", quorum: int = 2, down_after_ms: int = 1000
+) -> tuple[int, Child]:
+    """A private ``redis-sentinel`` watching the loopback master on ``master_port``. Sentinel
+    rewrites its config file as it learns, so each one gets its own file in ``workdir``."""
+    port = free_port()
+    conf = workdir / f"sentinel-{port}.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {os.path.abspath(workdir)}\n"  # noqa: ASYNC240 - getcwd only
+        f"sentinel monitor {service} 127.0.0.1 {master_port} {quorum}\n"
+        f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+        f"sentinel failover-timeout {service} {max(3000, 3 * down_after_ms)}\n"
+        f"sentinel parallel-syncs {service} 1\n",
+        encoding="utf-8",
+    )
+    child = _spawn("redis-sentinel", [_need("redis-sentinel", "redis-sentinel"), str(conf)])
     await _wait_port(port, child)
     return port, child
 
@@ -149,12 +167,6 @@ async def start_mosquitto(
         f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n{keep}{keep_user}{extra_conf}",
         encoding="utf-8",
     )
-    proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, and Child.stop must work from sync cleanup
-        [_need("mosquitto", "mosquitto"), "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl runs between fork and exec
-    )
-    child = Child("mosquitto", proc)
+    child = _spawn("mosquitto", [_need("mosquitto", "mosquitto"), "-c", str(conf)])
     await _wait_port(port, child)
     return port, child

@@ -194,3 +194,45 @@ async def test_drop_redis_keys_removes_only_the_prefix(ns: str) -> None:
     finally:
         await client.delete(f"other-{ns}:keep")
         await client.aclose()
+
+
+async def test_what_was_published_while_redis_was_down_reaches_the_other_instances_once_it_is_back(
+    own_redis: list[Any], tmp_path: Path, ns: str
+) -> None:
+    """Two instances' buses on one Redis: a pop made by one while Redis is away reaches its
+    own consoles at once and the other's when Redis returns; neither gets it twice."""
+    from hotline.bus import EventBus
+
+    url = f"redis://127.0.0.1:{own_redis[0]}/0"
+    clients = [aioredis.from_url(url, socket_connect_timeout=0.5, socket_timeout=2) for _ in range(2)]
+    buses = [EventBus(c, prefix=f"held-{ns}") for c in clients]  # delivery, not the schema, is tested
+    got: list[list[dict[str, Any]]] = [[], []]
+    for bus, inbox in zip(buses, got, strict=True):
+        bus.add_listener(inbox.append)
+    tasks = [asyncio.create_task(b.run()) for b in buses]
+    try:
+        await eventually(lambda: _all_set(buses), timeout=10)
+        message = {"type": "device.test", "device_id": "WCH600041", "event_id": "held-1", "elder_id": None}
+        own_redis[1].stop()
+        await buses[0].publish(message)
+        assert [m["event_id"] for m in got[0]] == ["held-1"] and got[1] == []  # here at once, there not yet
+        _, own_redis[1] = await start_redis(tmp_path, port=own_redis[0])
+
+        async def arrived() -> bool:
+            return len(got[1]) == 1
+
+        await eventually(arrived, timeout=15)
+        await asyncio.sleep(0.5)  # room for a second copy that must not come
+        assert [m["event_id"] for m in got[1]] == ["held-1"] and "_origin" not in got[1][0]
+        assert [m["event_id"] for m in got[0]] == ["held-1"]
+        assert buses[0].resent == 1
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for c in clients:
+            await c.aclose()
+
+
+async def _all_set(buses: list[Any]) -> bool:
+    return all(b.subscribed.is_set() for b in buses)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from devices.brokersync import BrokerAuthSync
 from devices.commands import CommandService
 from devices.gateway import DeviceGateway
 from devices.mqtt_link import MqttLink
@@ -36,6 +37,7 @@ class Services:
     dispatch: DispatchService | None = None
     geo_sync: GeoSync | None = None
     care: CareService | None = None
+    broker_auth: BrokerAuthSync | None = None
     throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(None))
     extras: dict[str, object] = field(default_factory=dict)
 

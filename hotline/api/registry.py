@@ -221,6 +221,9 @@ class Api:
     def patch(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
         return self.route("PATCH", path, **kw)
 
+    def delete(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **kw)
+
     def include(self, *others: Api) -> Api:
         for other in others:
             self.operations.extend(other.operations)

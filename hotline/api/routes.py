@@ -179,14 +179,69 @@ async def create_device(request: web.Request, body: DeviceIn) -> wire.Registered
                 audit(session, who, "device.create", "device", body.device_id, elder_id=body.elder_id)
         except IntegrityError as exc:
             raise ConflictError(f"device {body.device_id} is already registered") from exc
-    if (gateway := request.app[SERVICES].gateway) is not None:
-        gateway.directory.invalidate(body.device_id)  # it may have spoken before it was registered
+    _credentials_changed(request, body.device_id)  # it may have spoken before it was registered
     return wire.RegisteredDevice.model_validate(
         {
             **wire.Device.model_validate(device).model_dump(),
             "credentials": {"username": body.device_id, "password": secret},
         }
     )
+
+
+def _credentials_changed(request: web.Request, device_id: str) -> None:
+    svc = request.app[SERVICES]
+    if svc.gateway is not None:
+        svc.gateway.directory.invalidate(device_id)
+    if svc.broker_auth is not None:
+        svc.broker_auth.wake()  # the broker's password file, now rather than at the next look
+
+
+@api.post(
+    "/api/v1/devices/{id}/credentials",
+    response=wire.RegisteredDevice,
+    status=201,
+    permission="devices.write",
+    errors=(404, 409),
+    tag="devices",
+)
+async def rotate_device_credentials(request: web.Request) -> wire.RegisteredDevice:
+    """Give a device a new MQTT password (in the answer, once); the old one is refused by the
+    broker within HOTLINE_BROKER_AUTH_SYNC_S."""
+    who = principal(request)
+    device_id = request.match_info["id"]
+    secret = new_device_secret()
+    async with request.app[SERVICES].sm() as session, session.begin():
+        device = await session.get(Device, device_id)
+        if device is None:
+            raise NotFoundError(f"device {device_id} not found")
+        if device.retired_at is not None:
+            raise ConflictError(f"device {device_id} is retired")
+        device.credential_hash = hash_device_secret(secret)
+        device.credentials_changed_at = datetime.now(UTC)
+        audit(session, who, "device.rotate_credentials", "device", device_id)
+        out = wire.Device.model_validate(device).model_dump()
+    _credentials_changed(request, device_id)
+    log.info("device credentials rotated device_id=%s by=%s", device_id, who.user_id)
+    return wire.RegisteredDevice.model_validate({**out, "credentials": {"username": device_id, "password": secret}})
+
+
+@api.delete("/api/v1/devices/{id}", response=wire.Device, permission="devices.write", errors=(404,), tag="devices")
+async def retire_device(request: web.Request) -> wire.Device:
+    """Retire a device: its history stays, its credential is refused by the broker within
+    HOTLINE_BROKER_AUTH_SYNC_S and its messages by the gateway at once. Retiring twice is a no-op."""
+    who = principal(request)
+    device_id = request.match_info["id"]
+    async with request.app[SERVICES].sm() as session, session.begin():
+        device = await session.get(Device, device_id)
+        if device is None:
+            raise NotFoundError(f"device {device_id} not found")
+        if device.retired_at is None:
+            device.retired_at = device.credentials_changed_at = datetime.now(UTC)
+            audit(session, who, "device.retire", "device", device_id)
+        out = wire.Device.model_validate(device)
+    _credentials_changed(request, device_id)
+    log.info("device retired device_id=%s by=%s", device_id, who.user_id)
+    return out
 
 
 @api.get("/api/v1/devices/{id}", response=wire.DeviceDetail, permission="devices.read", tag="devices")

@@ -185,6 +185,7 @@ class Device(Wire):
     vendor: str | None
     model: str | None
     created_at: UtcTime
+    retired_at: UtcTime | None = Field(None, description="retired devices are refused by the broker and the gateway")
 
 
 class ElderDetail(Elder):
@@ -443,6 +444,9 @@ class CallRecord(Wire):
     digits: str | None = Field(None, description="keys the callee pressed in an automated check")
     requested_by: str | None
     detail: str | None
+    placed_token: int | None = Field(
+        None, description="the AMI lease token of the instance that sent the Originate; null while queued for it"
+    )
 
 
 class DeadLetter(Wire):

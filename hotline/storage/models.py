@@ -221,6 +221,11 @@ class Device(Base):
     # NULL: the default interval of the device's kind.
     heartbeat_interval_s: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When its credential last changed (registered, rotated, retired): the broker's password
+    # file is regenerated when the latest of these moves.
+    credentials_changed_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    # Retired devices keep their history but are refused by the broker and the gateway.
+    retired_at: Mapped[datetime | None] = mapped_column()
 
     elder: Mapped[Elder] = relationship(back_populates="devices")
 
@@ -482,7 +487,27 @@ class CallRecord(Base):
     digits: Mapped[str | None] = mapped_column(String(16))
     requested_by: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(500))
+    # The AMI lease token of the instance that sent this call's Originate; NULL while no
+    # holder has taken it: an outbound call asked for on any instance is placed by the holder.
+    placed_token: Mapped[int | None] = mapped_column(Integer)
+    # The Originate's Channel, Context and Exten, fixed when the call is asked for.
+    dial_target: Mapped[dict[str, Any] | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServiceLease(Base):
+    """A role one instance holds at a time (the AMI consumer). ``token`` grows with every new
+    holder, and each write the role makes checks it: a holder that lost the lease without
+    knowing it cannot overwrite its successor's work."""
+
+    __tablename__ = "service_leases"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), default="")
+    token: Mapped[int] = mapped_column(Integer, default=0)
+    # Epoch seconds on the holder's clock: instances need synchronised clocks (NTP), well
+    # inside the lease's length.
+    expires_at: Mapped[float] = mapped_column(Float, default=0.0)
+    acquired_at: Mapped[datetime | None] = mapped_column()
 
 
 class EscalationPolicy(Base):

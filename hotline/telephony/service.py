@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
@@ -35,6 +35,7 @@ from hotline.errors import NotFoundError
 from hotline.metrics import latency_histogram
 from hotline.phones import normalise
 from hotline.privacy import mask_phone
+from hotline.storage.leases import LeaseLostError, Role
 from hotline.storage.models import CallRecord, Device, Elder, Incident, PhoneEntry, User
 from hotline.tasks import cancel_and_wait, raise_if_cancelling
 from hotline.telephony import events as ev
@@ -54,6 +55,11 @@ log = logging.getLogger(__name__)
 MATCH_ORDER = {"elder": 0, "device": 1, "contact": 2}
 SUPERVISORS = ["supervisor", "admin"]
 OPERATOR_CACHE_S = 60.0
+# A standby keeps at most this many call snapshots for a take-over; the holder writes them all.
+STANDBY_DIRTY_MAX = 2000
+# An outbound call asked for on an instance that has died unanswered is still placed this
+# long after the request; older ones end failed, never dialled late.
+PLACE_WITHIN_S = 30.0
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -77,7 +83,13 @@ class TelephonyConfig:
 
 
 class TelephonyService:
-    """Owns the AMI link, the tracker, the pop tasks and the call writer."""
+    """Owns the AMI link, the tracker, the pop tasks and the call writer.
+
+    With a ``role`` (several instances), every instance follows the PBX, so each knows the
+    queue and the agents, but only the role's holder pops, publishes call changes, writes call
+    records (fenced by the lease token) and places outbound calls; an instance without the role
+    queues its outbound calls for the holder. Without one, this instance does everything.
+    """
 
     def __init__(
         self,
@@ -86,10 +98,14 @@ class TelephonyService:
         bus: EventBus,
         *,
         link: AmiLink | None = None,
+        role: Role | None = None,
     ) -> None:
         self.settings = settings
         self.sm = sm
         self.bus = bus
+        self.role = role
+        if role is not None:
+            role.on_gain = self._on_gain
         self.link = link or AmiLink(settings.ami)
         self.tracker = CallTracker(queues=frozenset({settings.ami_queue}))
         self.agents = AgentBoard(queues=frozenset({settings.ami_queue}))
@@ -104,7 +120,8 @@ class TelephonyService:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writer: asyncio.Task[None] | None = None
-        self._adopted = False  # the previous process's unfinished calls are taken over once
+        self._adopted = False  # the previous holder's unfinished calls are taken over once per tenure
+        self._placer_wake = asyncio.Event()
         self.pops = 0
         self.write_errors = 0
         self.pop_latency = latency_histogram(
@@ -113,10 +130,34 @@ class TelephonyService:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    @property
+    def holding(self) -> bool:
+        """Whether this instance acts for the PBX now (always, without a role)."""
+        return self.role is None or self.role.active
+
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="telephony.call_writer")
         self._spawn(self._stale_loop(), "telephony.stale_calls")
+        if self.role is not None:
+            self._spawn(self.role.run(), "telephony.ami_role")
+            self._spawn(self._placer_loop(), "telephony.placer")
         self.link.start()
+
+    def _on_gain(self, _token: int) -> None:
+        self._spawn(self._take_over(), "telephony.take_over")
+
+    async def _take_over(self) -> None:
+        """Newly the holder: adopt what the last holder left unfinished, rebuild from the PBX
+        (``QueueStatus``, ``CoreShowChannels``) and write what we saw while standing by. No
+        call is popped again: the resync emits no ``ringing``."""
+        self._adopted = False
+        self._wake.set()
+        if self.link.connected:
+            try:
+                await self.resync()
+            except TelephonyError as exc:
+                log.warning("take-over resync failed (%s); the next AMI login resyncs", exc)
+        self._placer_wake.set()
 
     async def close(self, *, grace_s: float = 5.0) -> None:
         """Stop everything this service owns; every wait is bounded, and a second call is a no-op."""
@@ -134,6 +175,9 @@ class TelephonyService:
         with contextlib.suppress(SQLAlchemyError, OSError, TimeoutError):
             async with asyncio.timeout(grace_s):
                 await self._flush()  # what is still dirty goes out once more before we stop
+        if self.role is not None:
+            # Then at once, so a standby takes over now instead of when the lease expires.
+            await self.role.release(within_s=min(2.0, grace_s))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -176,8 +220,8 @@ class TelephonyService:
             now_ts = float(pong.get("Timestamp", ""))
         except (AmiActionError, ValueError):  # an old PBX without the header, or one shutting down
             now_ts = time.time()
-        if not self._adopted:
-            # Once per process: the calls an earlier process was following when it stopped.
+        if self.holding and not self._adopted:
+            # Once per tenure: the calls an earlier holder was following when it stopped.
             self._adopted = True
             adopted = self.tracker.adopt(await self._unfinished_calls())
             if adopted:
@@ -257,7 +301,7 @@ class TelephonyService:
         if ch.kind == "ringing":
             profile_task = self._profiles.get(lid)
             profile = await profile_task if profile_task is not None else None
-            if user is not None:
+            if user is not None and self.holding:
                 self.pops += 1
                 await self.bus.publish(
                     {
@@ -281,14 +325,19 @@ class TelephonyService:
                 meta["operator_id"] = user[0]
                 base["call"]["operator_id"] = user[0]
                 self._mark_dirty(lid, snapshot)
-            await self.bus.publish({"type": f"call.{ch.kind}", "to_user": user[0], "reason": ch.reason, **base})
+            await self._say({"type": f"call.{ch.kind}", "to_user": user[0], "reason": ch.reason, **base})
         elif ch.kind == "ended":
             rung = {a["member"] for a in snapshot["attempts"]} | ({ch.member} if ch.member else set())
             for member in sorted(m for m in rung if m):
                 if (u := await self._operator(member, None)) is not None:
-                    await self.bus.publish({"type": "call.ended", "to_user": u[0], **base})
+                    await self._say({"type": "call.ended", "to_user": u[0], **base})
             self._meta.pop(lid, None)
-        await self.bus.publish({"type": "wallboard.call", "audience": SUPERVISORS, "change": ch.kind, **base})
+        await self._say({"type": "wallboard.call", "audience": SUPERVISORS, "change": ch.kind, **base})
+
+    async def _say(self, message: dict[str, Any]) -> None:
+        """Publish a call or agent change: the holder's job, so consoles hear it once."""
+        if self.holding:
+            await self.bus.publish(message)
 
     # -- agents --------------------------------------------------------------------
 
@@ -309,8 +358,10 @@ class TelephonyService:
         return [await self.agent_state(a) for a in agents]
 
     async def _publish_agent(self, agent: Agent) -> None:
+        if not self.holding:
+            return
         state = await self.agent_state(agent)
-        await self.bus.publish({"type": "wallboard.agent", "audience": SUPERVISORS, "agent": state.wire()})
+        await self._say({"type": "wallboard.agent", "audience": SUPERVISORS, "agent": state.wire()})
 
     async def pause(self, extension: str, *, paused: bool, reason: str | None = None) -> wire.AgentState:
         """Pause or unpause a member of the 12349 queue (``QueuePause``), with a reason;
@@ -409,7 +460,13 @@ class TelephonyService:
     # -- persistence -----------------------------------------------------------------
 
     def _mark_dirty(self, lid: str, snapshot: dict[str, Any]) -> None:
+        self._dirty.pop(lid, None)  # re-inserted last: the dict's order is the order of change
         self._dirty[lid] = {**snapshot, **self._meta.get(lid, {})}
+        if not self.holding:
+            # A standby keeps the latest few for a take-over; the holder writes the rest.
+            while len(self._dirty) > STANDBY_DIRTY_MAX:
+                del self._dirty[next(iter(self._dirty))]
+            return
         self._wake.set()
 
     async def _write_loop(self) -> None:
@@ -430,20 +487,39 @@ class TelephonyService:
                 self._wake.set()
 
     async def _flush(self) -> None:
+        if not self.holding:
+            return  # kept for a take-over; the holder writes these calls
         batch, self._dirty = self._dirty, {}
         if not batch:
             return
         try:
-            await self._upsert(batch)
-        except IntegrityError:
-            await self._upsert(batch)  # another writer inserted one of these first: now it updates
+            try:
+                await self._upsert(batch)
+            except IntegrityError:
+                await self._upsert(batch)  # another writer inserted one of these first: now it updates
+        except LeaseLostError as exc:
+            log.warning("call records not written: %s", exc)
+            if self.role is not None:
+                self.role.lost_by_write()
+            for lid, snap in batch.items():
+                self._dirty.setdefault(lid, snap)
         except BaseException:
             for lid, snap in batch.items():  # keep them for the retry, unless newer ones came
                 self._dirty.setdefault(lid, snap)
             raise
 
+    async def _fence(self, session: AsyncSession) -> None:
+        """Inside a write: refuse it unless our lease token is still the current one."""
+        if self.role is None:
+            return
+        token = self.role.token
+        if token is None:
+            raise LeaseLostError("this instance does not hold the AMI role")
+        await self.role.lease.fence(session, token)
+
     async def _upsert(self, batch: dict[str, dict[str, Any]]) -> None:
         async with self.sm() as session, session.begin():
+            await self._fence(session)
             rows = {
                 r.linkedid: r
                 for r in await session.scalars(select(CallRecord).where(CallRecord.linkedid.in_(list(batch))))
@@ -481,14 +557,14 @@ class TelephonyService:
         every = min(30.0, max(0.2, self.settings.stale_s / 4))
         while True:
             await asyncio.sleep(every)
-            if self.link.connected:
+            if self.link.connected or not self.holding:  # a standby's records are the holder's to close
                 down_since, closed = None, False
                 continue
             down_since = down_since if down_since is not None else time.monotonic()
             if not closed and time.monotonic() - down_since >= self.settings.stale_s:
                 try:
                     n = await self.close_stale(reason="pbx_lost")
-                except (SQLAlchemyError, OSError) as exc:
+                except (SQLAlchemyError, OSError, LeaseLostError) as exc:
                     raise_if_cancelling()
                     log.warning("stale calls not closed (%s); next look in %.0f s", type(exc).__name__, every)
                     continue
@@ -502,6 +578,7 @@ class TelephonyService:
         now = datetime.now(UTC)
         closed: list[dict[str, Any]] = []
         async with self.sm() as session, session.begin():
+            await self._fence(session)
             live = select(CallRecord).where(CallRecord.state.in_(CALL.from_states("end")))
             rows = (await session.scalars(live)).all()
             for row in rows:
@@ -513,7 +590,7 @@ class TelephonyService:
                 closed.append({"linkedid": row.linkedid, "state": row.state, "outcome": row.outcome, "id": row.id})
         for call in closed:
             self._meta.pop(call["linkedid"], None)
-            await self.bus.publish({"type": "wallboard.call", "audience": SUPERVISORS, "change": "ended", "call": call})
+            await self._say({"type": "wallboard.call", "audience": SUPERVISORS, "change": "ended", "call": call})
         return len(closed)
 
     # -- outbound --------------------------------------------------------------------
@@ -545,6 +622,16 @@ class TelephonyService:
         """
         s = self.settings
         chan_id = f"hl-{uuid.uuid4().hex}"
+        if operator_extension:
+            target = {
+                "Channel": s.ami_operator_channel.format(extension=operator_extension),
+                "Context": "hotline-outbound",
+                "Exten": number,
+            }
+        elif dialplan == "wellbeing":
+            target = {"Channel": s.ami_dial.format(number=number), "Context": ev.WELLBEING_CONTEXT, "Exten": "s"}
+        else:
+            target = {"Channel": s.ami_dial.format(number=number), "Context": "hotline-callback", "Exten": s.ami_queue}
         record = CallRecord(
             linkedid=chan_id,
             direction="outbound",
@@ -559,6 +646,7 @@ class TelephonyService:
             device_id=device_id,
             requested_by=requested_by,
             attempts=[],
+            dial_target=target,
         )
         async with self.sm() as session:
             try:
@@ -571,29 +659,52 @@ class TelephonyService:
                 if existing is None:
                     raise
                 return wire.dump(wire.CallRecord, existing)
+        if self.holding:
+            try:
+                return await self._place(record.id, wait_s=wait_s)
+            except LeaseLostError:
+                if self.role is not None:  # lost the role a moment ago: the new holder places it
+                    self.role.lost_by_write()
+        self._placer_wake.set()
+        return await self._await_holder(record.id, wait_s=wait_s)
+
+    async def _place(self, call_id: str, *, wait_s: float) -> dict[str, Any]:
+        """Send the Originate of a requested call, once: the claim (``placed_token``, fenced by
+        our lease) comes first, so of several instances only one ever dials it."""
+        token = self.role.token if self.role is not None else 0
+        async with self.sm() as session, session.begin():
+            await self._fence(session)
+            claimed = await session.execute(
+                update(CallRecord)
+                .where(
+                    CallRecord.id == call_id,
+                    CallRecord.placed_token.is_(None),
+                    CallRecord.state == CallState.ORIGINATING,
+                )
+                .values(placed_token=token)
+                .execution_options(synchronize_session=False)
+            )
+            record = await session.get(CallRecord, call_id)
+            assert record is not None
+            if getattr(claimed, "rowcount", 0) != 1:  # placed by another, or given up
+                return wire.dump(wire.CallRecord, record)
+            chan_id, number, target = record.linkedid, record.caller_num, dict(record.dial_target or {})
+            purpose = record.purpose
+        s = self.settings
+        via_operator = target.get("Context") == "hotline-outbound"
         self.tracker.expect_outbound(
-            chan_id, record.id, number, time.time(), queue=s.ami_queue, via_operator=bool(operator_extension)
+            chan_id, call_id, number, time.time(), queue=s.ami_queue, via_operator=via_operator
         )
-        self._meta[chan_id] = {"elder_id": elder_id}
-        if operator_extension:
-            target = {
-                "Channel": s.ami_operator_channel.format(extension=operator_extension),
-                "Context": "hotline-outbound",
-                "Exten": number,
-            }
-        elif dialplan == "wellbeing":
-            target = {"Channel": s.ami_dial.format(number=number), "Context": ev.WELLBEING_CONTEXT, "Exten": "s"}
-        else:
-            target = {"Channel": s.ami_dial.format(number=number), "Context": "hotline-callback", "Exten": s.ami_queue}
+        self._meta.setdefault(chan_id, {"elder_id": record.elder_id})
         headers = {
             "Action": "Originate",
-            "ActionID": record.id,
+            "ActionID": call_id,
             "ChannelId": chan_id,
             "Priority": "1",
             "Async": "true",
             "Timeout": "30000",
             "CallerID": f"12349 <{s.callback_number}>",
-            "Variable": f"HOTLINE_CALL_ID={record.id}",
+            "Variable": f"HOTLINE_CALL_ID={call_id}",
             **target,
         }
         detail: str | None = None
@@ -606,12 +717,12 @@ class TelephonyService:
             state, detail = "originating", str(exc)
             self.tracker.mark_sent(chan_id)
         except (AmiActionError, AmiNotConnectedError) as exc:
-            self.tracker.forget(chan_id, record.id)
+            self.tracker.forget(chan_id, call_id)
             self._meta.pop(chan_id, None)
             state, detail = "ended", str(exc)
-        log.info("originate call_id=%s purpose=%s number=%s state=%s", record.id, purpose, mask_phone(number), state)
+        log.info("originate call_id=%s purpose=%s number=%s state=%s", call_id, purpose, mask_phone(number), state)
         async with self.sm() as session, session.begin():
-            row = await session.get(CallRecord, record.id)
+            row = await session.get(CallRecord, call_id)
             assert row is not None
             if row.state == CallState.ORIGINATING:  # events may already have moved it on
                 if state == "dialing":
@@ -622,9 +733,86 @@ class TelephonyService:
             row.detail = detail
             return wire.dump(wire.CallRecord, row)
 
+    async def _await_holder(self, call_id: str, *, wait_s: float) -> dict[str, Any]:
+        """On a standby: wait for the holder to place the call; past ``wait_s`` with nobody
+        having taken it, end it ``failed`` (atomically against a late claim), as a holder
+        whose link stays down would."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + wait_s
+        settle = give_up + wait_s  # a claimed call may wait for the holder's link as long again
+        while True:
+            async with self.sm() as session:
+                row = await session.get(CallRecord, call_id)
+                assert row is not None
+                placed = row.placed_token is not None
+                if (placed and row.state != CallState.ORIGINATING) or row.state == CallState.ENDED:
+                    return wire.dump(wire.CallRecord, row)
+                if placed and loop.time() >= settle:
+                    return wire.dump(wire.CallRecord, row)
+            if not placed and loop.time() >= give_up:
+                async with self.sm() as session, session.begin():
+                    await session.execute(
+                        update(CallRecord)
+                        # CALL's "end" from originating, as one conditional statement: it
+                        # must not land on a call the holder claimed a moment before.
+                        .where(
+                            CallRecord.id == call_id,
+                            CallRecord.placed_token.is_(None),
+                            CallRecord.state == CallState.ORIGINATING,
+                        )
+                        .values(
+                            state=CallState.ENDED,
+                            outcome="failed",
+                            ended_at=datetime.now(UTC),
+                            detail="no instance holding the AMI role placed it in time",
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
+                wait_s, give_up = 0.0, float("inf")  # read the row once more: placed, or ended
+                continue
+            await asyncio.sleep(0.1)
+
+    async def _placer_loop(self) -> None:
+        """The holder's side of :meth:`_await_holder`: place what other instances asked for."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._placer_wake.wait(), 0.5)
+            self._placer_wake.clear()
+            if not self.holding:
+                continue
+            since = datetime.now(UTC) - timedelta(seconds=PLACE_WITHIN_S)
+            try:
+                async with self.sm() as session:
+                    due = (
+                        await session.scalars(
+                            select(CallRecord.id).where(
+                                CallRecord.direction == "outbound",
+                                CallRecord.placed_token.is_(None),
+                                CallRecord.state == CallState.ORIGINATING,
+                                CallRecord.started_at >= since,
+                            )
+                        )
+                    ).all()
+            except (SQLAlchemyError, OSError) as exc:
+                raise_if_cancelling()
+                log.warning("queued outbound calls not read (%s)", type(exc).__name__)
+                continue
+            for call_id in due:
+                self._spawn(self._place_queued(call_id), f"telephony.place[{call_id}]")
+
+    async def _place_queued(self, call_id: str) -> None:
+        try:
+            await self._place(call_id, wait_s=5.0)
+        except (SQLAlchemyError, OSError, LeaseLostError) as exc:
+            raise_if_cancelling()
+            log.warning("queued call %s not placed (%s); it stays queued", call_id, exc)
+
     async def _record_digits(self, call_id: str, digits: str) -> None:
         """What the callee pressed in the automated wellbeing check, kept on the call record."""
+        if not self.holding:
+            return  # the holder records them
         async with self.sm() as session, session.begin():
+            await self._fence(session)
             row = await session.get(CallRecord, call_id)
             if row is None:
                 log.warning("wellbeing digits for an unknown call %s", call_id)

@@ -127,6 +127,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/devices/{id}/credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give a device a new MQTT password (in the answer, once); the old one is refused by the broker within HOTLINE_BROKER_AUTH_SYNC_S.
+         * @description Roles: admin, supervisor, vendor.
+         */
+        post: operations["rotate_device_credentials"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/devices/{id}": {
         parameters: {
             query?: never;
@@ -141,7 +161,11 @@ export interface paths {
         get: operations["get_device"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Retire a device: its history stays, its credential is refused by the broker within HOTLINE_BROKER_AUTH_SYNC_S and its messages by the gateway at once. Retiring twice is a no-op.
+         * @description Roles: admin, supervisor, vendor.
+         */
+        delete: operations["retire_device"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1781,6 +1805,12 @@ export interface components {
             requested_by: string | null;
             /** Detail */
             detail: string | null;
+            /**
+             * Placed Token
+             * @description the AMI lease token of the instance that sent the Originate; null while queued for it
+             * @default null
+             */
+            placed_token?: number | null;
         };
         /**
          * CallRinging
@@ -2706,6 +2736,12 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Retired At
+             * @description retired devices are refused by the broker and the gateway
+             * @default null
+             */
+            retired_at?: string | null;
         };
         /** DeviceCommandChanged */
         DeviceCommandChanged: {
@@ -2861,6 +2897,12 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Retired At
+             * @description retired devices are refused by the broker and the gateway
+             * @default null
+             */
+            retired_at?: string | null;
             /** Heartbeat Interval S */
             heartbeat_interval_s: number | null;
             /** Conditions */
@@ -4792,6 +4834,12 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Retired At
+             * @description retired devices are refused by the broker and the gateway
+             * @default null
+             */
+            retired_at?: string | null;
             credentials: components["schemas"]["DeviceCredentials"];
         };
         /** ReplayResult */
@@ -6058,6 +6106,40 @@ export interface operations {
             503: components["responses"]["Error"];
         };
     };
+    rotate_device_credentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegisteredDevice"];
+                };
+            };
+            /** @description Invalid input: the body names the field (and every other bad field in errors) */
+            400: components["responses"]["Error"];
+            /** @description Missing or invalid bearer token */
+            401: components["responses"]["Error"];
+            /** @description The caller's role may not do this */
+            403: components["responses"]["Error"];
+            /** @description Not found, or not visible to the caller */
+            404: components["responses"]["Error"];
+            /** @description Conflicts with the current state (an illegal status change names the from-state and the event) */
+            409: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
+        };
+    };
     get_device: {
         parameters: {
             query?: never;
@@ -6076,6 +6158,38 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeviceDetail"];
+                };
+            };
+            /** @description Invalid input: the body names the field (and every other bad field in errors) */
+            400: components["responses"]["Error"];
+            /** @description Missing or invalid bearer token */
+            401: components["responses"]["Error"];
+            /** @description The caller's role may not do this */
+            403: components["responses"]["Error"];
+            /** @description Not found, or not visible to the caller */
+            404: components["responses"]["Error"];
+            /** @description A service this needs is not running here, or the database is not answering (see Retry-After) */
+            503: components["responses"]["Error"];
+        };
+    };
+    retire_device: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Device"];
                 };
             };
             /** @description Invalid input: the body names the field (and every other bad field in errors) */
