@@ -171,6 +171,17 @@ class EventBus:
                 out.append({**message, "seq": _text(raw_id)})
         return out, complete and len(rows) < limit
 
+    async def recent(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The last ``limit`` messages of the log, newest first (raises if Redis is away)."""
+        rows: list[Any] = await self.redis.xrevrange(self.log_key, max="+", min="-", count=limit) or []
+        out: list[dict[str, Any]] = []
+        for raw_id, fields in rows:
+            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+                message = json.loads(fields[b"m"])
+                message.pop(ORIGIN, None)
+                out.append({**message, "seq": _text(raw_id)})
+        return out
+
     async def ping(self) -> bool:
         try:
             return bool(await self.redis.ping())

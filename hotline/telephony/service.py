@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -158,6 +159,32 @@ class TelephonyService:
             except TelephonyError as exc:
                 log.warning("take-over resync failed (%s); the next AMI login resyncs", exc)
         self._placer_wake.set()
+        await self._pop_missed()
+
+    async def _pop_missed(self) -> None:
+        """Pop what is ringing now and was never popped: the last holder died between the ring
+        and its pop. The console log in Redis says what it did pop, so nothing pops twice;
+        without that log we cannot know, and pop nothing rather than twice."""
+        ringing = [(c, m) for c in self.tracker.calls.values() if c.state == CallState.RINGING for m in c.ringing]
+        if not ringing:
+            return
+        try:
+            log_ = await self.bus.recent(limit=2000)
+        except (RedisError, OSError) as exc:
+            log.warning("take-over: the console log is not readable (%s); ringing calls are not popped again", exc)
+            return
+        popped = {
+            (m["call"].get("linkedid"), (m.get("operator") or {}).get("member"))
+            for m in log_
+            if m.get("type") == "call.ringing" and isinstance(m.get("call"), dict)
+        }
+        missed = [(c, m) for c, m in ringing if (c.linkedid, m) not in popped]
+        for call, member in missed:
+            self._publish_in_order(
+                call.linkedid, self._notify(Change("ringing", call, member, member), call.snapshot(), time.monotonic())
+            )
+        if missed:
+            log.warning("take-over: popped %d ringing calls the last holder had not", len(missed))
 
     async def close(self, *, grace_s: float = 5.0) -> None:
         """Stop everything this service owns; every wait is bounded, and a second call is a no-op."""
