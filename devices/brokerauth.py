@@ -61,8 +61,9 @@ def write_auth_files(
     _write_private(passwd, "\n".join(entries) + "\n")
     _write_private(acl, acl_text(prefix, backend_user))
     conf.write_text(
-        "# Include from mosquitto.conf. A client must use its username as its client id, so a\n"
-        "# device cannot take over another's session.\n"
+        "# Include from mosquitto.conf, for one backend instance. A client must use its username\n"
+        "# as its client id, so a device cannot take over another's session. Several backend\n"
+        "# instances need their own client ids: use deploy/mosquitto/mosquitto.conf's two listeners.\n"
         "per_listener_settings false\n"
         "allow_anonymous false\n"
         "use_username_as_clientid true\n"

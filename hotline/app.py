@@ -344,6 +344,11 @@ def _samples(app: web.Application) -> Iterator[Sample]:
             svc.bus.resent,
             "Console messages published late for the other instances, after Redis came back",
         )
+        yield Sample(
+            "hotline_console_caught_up_total",
+            svc.bus.caught_up,
+            "Console messages read back from the log after this instance's subscriber was away",
+        )
     yield Sample("hotline_websocket_clients", app[HUB].size, "Connected console sockets", "gauge")
 
 

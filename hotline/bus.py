@@ -20,6 +20,9 @@ instance's consoles at once and is *held*; when Redis answers again it is publis
 the other instances, marked with this bus's origin so that our own subscriber does not
 deliver it here a second time. A pop for an operator whose console is on another instance
 is so late by the length of the outage, not lost (held for at most ``HELD_MAX_AGE_S``).
+And a subscriber that was away (its connection dropped, Redis failed over) catches up from
+the log when it subscribes again: what other instances published meanwhile reached no
+subscriber of ours, but it is in the log.
 
 Redis pub/sub ignores the database number: a channel published on ``/0`` reaches
 subscribers on ``/7``. The channel name therefore carries the database as well as the
@@ -88,9 +91,11 @@ class EventBus:
         self.fallbacks = 0
         self.local_deliveries = 0
         self.resent = 0
+        self.caught_up = 0
         self._origin = uuid.uuid4().hex[:12]
         self._held: deque[tuple[float, dict[str, Any]]] = deque(maxlen=HELD_MAX)
         self._resending = asyncio.Lock()
+        self._last_seq: str | None = None  # the newest message our subscriber delivered
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -133,6 +138,30 @@ class EventBus:
             # Our own subscriber will not see it: deliver here, or nobody on this instance will.
             self.local_deliveries += 1
             self._deliver({**message, "seq": seq.decode() if isinstance(seq, bytes) else str(seq)})
+
+    def _note_seq(self, seq: str) -> None:
+        with contextlib.suppress(ValueError):
+            if self._last_seq is None or seq_key(seq) > seq_key(self._last_seq):
+                self._last_seq = seq
+
+    async def _catch_up(self) -> None:
+        """After a resubscribe: deliver what the log has after the last message we saw (the hub
+        drops any that arrive twice, by ``seq``), except what we published and held ourselves."""
+        if self._last_seq is None:
+            return
+        rows: list[Any] = (
+            await self.redis.xrange(self.log_key, min=f"({self._last_seq}", max="+", count=LOG_LENGTH) or []
+        )
+        for raw_id, fields in rows:
+            seq = _text(raw_id)
+            self._note_seq(seq)
+            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+                message = json.loads(fields[b"m"])
+                if message.pop(ORIGIN, None) != self._origin:
+                    self._deliver({**message, "seq": seq})
+        if rows:
+            self.caught_up += len(rows)
+            log.info("console subscriber caught up %d messages from the log", len(rows))
 
     async def _resend_held(self) -> None:
         """Publish what failed while Redis was away, for the other instances; our own consoles
@@ -198,6 +227,11 @@ class EventBus:
                 self.subscribed.set()
                 if attempt:
                     log.info("redis subscription restored channel=%s", self.channel)
+                if self._last_seq is None:  # where we started listening: catch-ups start here
+                    tip: list[Any] = await self.redis.xrevrange(self.log_key, max="+", min="-", count=1) or []
+                    self._last_seq = _text(tip[0][0]) if tip else "0-0"
+                elif attempt:
+                    await self._catch_up()
                 attempt = 0
                 await self._resend_held()
                 async for raw in pubsub.listen():
@@ -206,6 +240,7 @@ class EventBus:
                     try:
                         seq, _, data = _text(raw["data"]).partition(" ")
                         message = json.loads(data)
+                        self._note_seq(seq)
                         if message.pop(ORIGIN, None) == self._origin:
                             continue  # held and resent by us: our consoles had it at the time
                         self._deliver({**message, "seq": seq})
