@@ -795,7 +795,7 @@ class TelephonyService:
                         )
                         .execution_options(synchronize_session=False)
                     )
-                wait_s, give_up = 0.0, float("inf")  # read the row once more: placed, or ended
+                give_up = float("inf")  # read the row once more: placed, or ended
                 continue
             await asyncio.sleep(0.1)
 
