@@ -282,15 +282,15 @@ async def main(args: argparse.Namespace) -> int:
         await conn.execute(text(f'CREATE DATABASE "{db_name}"'))
     db_url = admin_url.rsplit("/", 1)[0] + f"/{db_name}"
     log(f"work in {work}; database {db_name}")
-    children: list[Child] = []
     instances: list[Instance] = []
+    brokers: list[Child] = []
     redis: Redis | None = None
     sim = AsteriskSim(members=MEMBERS, speed=1.0)
     fleet: Fleet | None = None
     try:
         await asyncio.to_thread(upgrade, db_url)
         mqtt_port, broker = await start_mosquitto(work, persistent=True)
-        brokers = [broker]
+        brokers.append(broker)
         redis = await start_redis_cluster(work)
         await sim.start()
         base_env = {
@@ -475,10 +475,8 @@ async def main(args: argparse.Namespace) -> int:
             await sim.stop()
         if redis is not None:
             redis.stop()
-        for b in locals().get("brokers", []):
+        for b in brokers:
             b.stop()
-        for c in children:
-            c.stop()
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
         await admin.dispose()

@@ -152,13 +152,11 @@ class EventBus:
         rows: list[Any] = (
             await self.redis.xrange(self.log_key, min=f"({self._last_seq}", max="+", count=LOG_LENGTH) or []
         )
-        for raw_id, fields in rows:
-            seq = _text(raw_id)
-            self._note_seq(seq)
-            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
-                message = json.loads(fields[b"m"])
-                if message.pop(ORIGIN, None) != self._origin:
-                    self._deliver({**message, "seq": seq})
+        for raw_id, _fields in rows:
+            self._note_seq(_text(raw_id))
+        for message, own in self._parse_log(rows):
+            if not own:
+                self._deliver(message)
         if rows:
             self.caught_up += len(rows)
             log.info("console subscriber caught up %d messages from the log", len(rows))
@@ -192,23 +190,23 @@ class EventBus:
         rows: list[Any] = await self.redis.xrange(self.log_key, min=f"({seq}", max="+", count=limit) or []
         first: list[Any] = await self.redis.xrange(self.log_key, min="-", max="+", count=1) or []
         complete = not first or seq_key(_text(first[0][0])) <= seq_key(seq)
-        out: list[dict[str, Any]] = []
-        for raw_id, fields in rows:
-            with contextlib.suppress(ValueError, TypeError, KeyError):
-                message = json.loads(fields[b"m"])
-                message.pop(ORIGIN, None)
-                out.append({**message, "seq": _text(raw_id)})
+        out = [m for m, _own in self._parse_log(rows)]
         return out, complete and len(rows) < limit
 
     async def recent(self, limit: int = 500) -> list[dict[str, Any]]:
         """The last ``limit`` messages of the log, newest first (raises if Redis is away)."""
         rows: list[Any] = await self.redis.xrevrange(self.log_key, max="+", min="-", count=limit) or []
-        out: list[dict[str, Any]] = []
+        return [m for m, _own in self._parse_log(rows)]
+
+    def _parse_log(self, rows: list[Any]) -> list[tuple[dict[str, Any], bool]]:
+        """Log entries as messages with their ``seq``, each with whether this bus held and
+        resent it itself; unreadable entries are skipped."""
+        out: list[tuple[dict[str, Any], bool]] = []
         for raw_id, fields in rows:
             with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
                 message = json.loads(fields[b"m"])
-                message.pop(ORIGIN, None)
-                out.append({**message, "seq": _text(raw_id)})
+                own = message.pop(ORIGIN, None) == self._origin
+                out.append(({**message, "seq": _text(raw_id)}, own))
         return out
 
     async def ping(self) -> bool:

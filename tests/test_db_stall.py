@@ -52,11 +52,13 @@ class PrivatePostgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(PG_BIN / "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
 
-    def _run(self, *argv: str | Path) -> None:
+    @staticmethod
+    def _cmd(*argv: str | Path) -> list[str]:
         cmd = [str(a) for a in argv]
-        if os.geteuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+        return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+    def _run(self, *argv: str | Path) -> None:
+        subprocess.run(self._cmd(*argv), check=True, capture_output=True, timeout=60)
 
     def start(self) -> None:
         opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
@@ -66,14 +68,8 @@ class PrivatePostgres:
         self._run(PG_BIN / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
 
     def remove(self) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
-            if os.geteuid() == 0
-            else [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        cmd = self._cmd(PG_BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "stop")
+        subprocess.run(cmd, capture_output=True, timeout=30, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
