@@ -47,7 +47,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -66,6 +66,7 @@ from hotline.bus import EventBus
 from hotline.clock import Clock, SystemClock
 from hotline.core import wire
 from hotline.metrics import latency_histogram
+from hotline.storage.db import reason, unavailable
 from hotline.storage.models import DeadLetter, Device, DeviceEventRecord, Elder
 from hotline.tasks import raise_if_cancelling, wait_event
 
@@ -164,8 +165,10 @@ class DeviceGateway:
         """Consume the link's inbox with a few workers, and flush presence, until cancelled."""
         try:
             log.info("device directory preloaded devices=%d", await self.directory.preload())
-        except OperationalError as exc:
-            log.warning("device directory preload failed (%s); loading on demand", exc)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.warning("device directory preload failed (%s); loading on demand", reason(exc))
         self.ready.set()
         async with asyncio.TaskGroup() as tg:
             for n in range(self._workers):
@@ -192,18 +195,27 @@ class DeviceGateway:
 
     async def _failed(self, item: Inbound, exc: Exception) -> None:
         """An unexpected error: retry off the worker, then park the message and free its slot."""
-        item.attempt += 1
-        self.metrics["errors"] += 1
         if item.acked:
             # The fact was stored and acknowledged; what failed came after it (rules, console).
+            self.metrics["errors"] += 1
             log.error("error after a message was stored topic=%s", item.topic, exc_info=exc)
             return
+        if unavailable(exc):
+            # The database is away, which is no fault of the message: wait it out, never park it
+            # for that (a park that succeeds as the database returns would answer "rejected").
+            self.metrics["db_waits"] += 1
+            delay = backoff_delay(item.db_waits, cap_exp=6)
+            item.db_waits += 1
+            log.warning("handling waits for the database (%s) topic=%s; retry in %.1fs", reason(exc), item.topic, delay)
+            self._retry_later(item, delay)
+            return
+        item.attempt += 1
+        self.metrics["errors"] += 1
         if item.attempt < self.policy.max_attempts:
             delay = self.policy.retry_base_s * 2 ** (item.attempt - 1) * (0.75 + 0.5 * random.random())
             log.warning(
-                "handling failed (%s: %s) topic=%s attempt=%d/%d; retry in %.2fs",
-                type(exc).__name__,
-                exc,
+                "handling failed (%s) topic=%s attempt=%d/%d; retry in %.2fs",
+                reason(exc),
                 item.topic,
                 item.attempt,
                 self.policy.max_attempts,
@@ -297,9 +309,11 @@ class DeviceGateway:
                 for letter_id in await deadletters.requested_ids(self._sm):
                     if await deadletters.claim(self._sm, letter_id, self._clock.now()):
                         await self.replay(letter_id)
-            except (OperationalError, OSError, deadletters.NotReplayableError) as exc:
+            except Exception as exc:
                 raise_if_cancelling()
-                log.warning("dead-letter replay requests not read: %s", exc)
+                if not (unavailable(exc) or isinstance(exc, deadletters.NotReplayableError)):
+                    raise
+                log.warning("dead-letter replay requests not read: %s", reason(exc))
 
     async def handle(self, item: Inbound) -> Outcome | None:
         """Handle one delivery. For an ``events`` message, returns the outcome told the device."""
@@ -378,11 +392,16 @@ class DeviceGateway:
         while True:
             try:
                 return await self.store(device_id, event)
-            except OperationalError as exc:
+            except Exception as exc:
+                # Refused, shut down, "starting up", a full pool: the database is away, the alarm
+                # is fine. Parking it would answer "rejected" the moment the database is back.
+                if not unavailable(exc):
+                    raise
+                raise_if_cancelling()
                 delay = backoff_delay(attempt, cap_exp=6)
                 attempt += 1
                 self.metrics["store_retries"] += 1
-                log.warning("storing event failed (%s); retry in %.1fs device_id=%s", exc.orig, delay, device_id)
+                log.warning("storing event failed (%s); retry in %.1fs device_id=%s", reason(exc), delay, device_id)
                 await asyncio.sleep(delay)
 
     async def store(self, device_id: str, event: contract.DeviceEvent) -> Outcome:
@@ -572,9 +591,11 @@ class DeviceGateway:
         while True:
             try:
                 await self.conditions.refresh()
-            except (OperationalError, OSError) as exc:
+            except Exception as exc:
                 raise_if_cancelling()
-                log.warning("refreshing active conditions failed: %s", exc)
+                if not unavailable(exc):
+                    raise
+                log.warning("refreshing active conditions failed: %s", reason(exc))
             await asyncio.sleep(self.conditions.refresh_s)
 
     async def flush(self) -> None:

@@ -58,6 +58,7 @@ class Inbound:
     mid: int
     generation: int  # which connection delivered it; acks on a later one are pointless
     attempt: int = 0  # handling attempts that failed so far
+    db_waits: int = 0  # handling attempts that found the database away (never counted as failures)
     acked: bool = False
     received: float = 0.0  # time.monotonic() when paho handed it over (0 for a replay)
 

@@ -36,7 +36,6 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -53,6 +52,7 @@ from dispatch.timeline import add_timeline
 from hotline.clock import Clock, SystemClock
 from hotline.core import vocab, wire
 from hotline.metrics import latency_histogram
+from hotline.storage.db import log_failure
 from hotline.storage.models import (
     Elder,
     EscalationPolicy,
@@ -594,9 +594,9 @@ class EscalationEngine:
                 delay = await self._idle_delay()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 raise_if_cancelling()
-                log.exception("escalation cycle failed; retrying")
+                log_failure(log, "escalation cycle", exc)
                 delay = 1.0
             self._wake.clear()
             if self._to_schedule:
@@ -655,14 +655,11 @@ class EscalationEngine:
         async with self._limit:
             try:
                 return await self.fire(timer_id, token, incident_id)
-            except OperationalError as exc:
-                # Lock timeouts and dropped connections: the timer is still due, so the sweep retries it.
-                self.errors += 1
-                log.warning("timer %s could not fire (%s); it stays due", timer_id, exc.orig)
-            except Exception:
+            except Exception as exc:
                 raise_if_cancelling()
+                # Lock timeouts and a database away included: the timer is still due, so the sweep retries it.
                 self.errors += 1
-                log.exception("timer %s failed; it stays due", timer_id)
+                log_failure(log, f"timer {timer_id}", exc)
             return False
 
     async def fire(self, timer_id: str, token: int, incident_id: str) -> bool:

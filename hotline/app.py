@@ -29,8 +29,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import select, text
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as SATimeoutError
+from sqlalchemy.exc import SQLAlchemyError
 
 from devices import contract
 from devices.brokersync import BrokerAuthSync, BrokerUser
@@ -77,7 +76,7 @@ from hotline.errors import (
 from hotline.jsonlimits import JsonLimitError
 from hotline.metrics import Sample, ServiceCollector, exposition, registry_for
 from hotline.signin import CSRF_HEADER, SESSION_COOKIE, csrf_ok, session_user
-from hotline.storage.db import make_engine, make_sessionmaker
+from hotline.storage.db import make_engine, make_sessionmaker, unavailable
 from hotline.storage.leases import Lease, Role
 from hotline.storage.models import User
 from hotline.storage.redisconn import close_redis, redis_client
@@ -165,14 +164,14 @@ async def errors_middleware(
         raise
     except asyncio.CancelledError:
         raise
-    except (OperationalError, InterfaceError, SATimeoutError, ConnectionError) as exc:
-        # The database is down or out of connections: say so, and when to come back, rather than
-        # a 500 that reads like a bug. Nothing was stored, so the client may simply retry.
-        log.warning("database unavailable method=%s path=%s (%s)", request.method, request.path, type(exc).__name__)
-        response = _error(503, "unavailable", "the database is not answering; try again shortly")
-        response.headers["Retry-After"] = "5"
-        return response
-    except Exception:
+    except Exception as exc:
+        if unavailable(exc):
+            # The database is down, starting up or out of connections: say so, and when to come
+            # back, rather than a 500 that reads like a bug. Nothing was stored; a retry is safe.
+            log.warning("database unavailable method=%s path=%s (%s)", request.method, request.path, type(exc).__name__)
+            response = _error(503, "unavailable", "the database is not answering; try again shortly")
+            response.headers["Retry-After"] = "5"
+            return response
         # Never a bare 500 page with a traceback: JSON, and a reference the log also carries.
         error_id = uuid.uuid4().hex[:12]
         log.exception("unexpected error error_id=%s method=%s path=%s", error_id, request.method, request.path)

@@ -23,12 +23,18 @@ from hotline.config import Settings, load_settings
 from hotline.localsvc import free_port
 from hotline.storage.db import make_engine, make_sessionmaker, upgrade
 from hotline.storage.models import Base
-from tests.helpers import BackendProcess
+from tests.helpers import BackendProcess, stop_leftover_backends
 
 TEST_DB = os.environ.get("HOTLINE_TEST_DB", "sqlite")
 PG_ADMIN_URL = os.environ.get("HOTLINE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HOTLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MQTT_PORT = int(os.environ.get("HOTLINE_TEST_MQTT_PORT", "1883"))
+
+
+@pytest.fixture(autouse=True)
+def _no_backend_outlives_its_test() -> Iterator[None]:
+    yield
+    stop_leftover_backends()
 
 
 def pytest_report_header() -> str:

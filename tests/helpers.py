@@ -16,6 +16,9 @@ from typing import Any
 import aiohttp
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client.parser import text_string_to_metric_families
+
+from hotline.localsvc import die_with_parent
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10, every: float = 0.05) -> Any:
@@ -105,8 +108,21 @@ class Feed:
                 return
 
 
+_RUNNING: set[BackendProcess] = set()
+
+
+def stop_leftover_backends() -> int:
+    """Stop every backend a test started and did not stop (it failed or timed out first); the
+    number stopped. conftest calls it after each test, so no ``hotline serve`` outlives its test."""
+    left = list(_RUNNING)
+    for backend in left:
+        backend.stop()
+    return len(left)
+
+
 class BackendProcess:
-    """``hotline serve`` as a real child process; the test owns it and ends it by PID."""
+    """``hotline serve`` as a real child process; the test owns it and ends it by PID. It also
+    dies with the test process (PR_SET_PDEATHSIG), so a killed pytest leaves none behind."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = {**os.environ, **env}
@@ -125,8 +141,13 @@ class BackendProcess:
     async def start(self, *, wait_mqtt: bool = True) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hotline", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "hotline", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl runs between fork and exec
         )
+        _RUNNING.add(self)
 
         async def ready() -> bool:
             assert self.proc is not None
@@ -146,6 +167,7 @@ class BackendProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        _RUNNING.discard(self)
 
     def terminate(self, *, within_s: float) -> tuple[int, float]:
         """SIGTERM, as systemd, Docker and Kubernetes stop a service; the exit code and the
@@ -161,6 +183,7 @@ class BackendProcess:
             raise AssertionError(
                 f"SIGTERM did not end the backend within {within_s} s:\n{self.log_path.read_text()[-3000:]}"
             ) from None
+        _RUNNING.discard(self)
         return code, time.monotonic() - sent
 
     def stop(self) -> None:
@@ -171,3 +194,19 @@ class BackendProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        _RUNNING.discard(self)
+
+
+async def metric_families(http: aiohttp.ClientSession, url: str) -> dict[str, dict[str, float]]:
+    """A /metrics page as {sample name: {"label=value,...": value}}; it must parse."""
+    async with http.get(f"{url}/metrics") as r:
+        assert r.status == 200 and r.content_type == "text/plain"
+        text = await r.text()
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):  # it parses: valid exposition format
+        for sample in family.samples:
+            key = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "le")
+            if "le" in sample.labels:
+                key = ",".join(filter(None, [key, f"le={sample.labels['le']}"]))
+            out.setdefault(sample.name, {})[key] = sample.value
+    return out

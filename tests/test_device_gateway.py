@@ -26,7 +26,7 @@ from hotline.storage.models import DeadLetter, Incident
 from hotline.users import add_user
 from simulators.family import FamilyReceiver
 from tests.conftest import MQTT_PORT, Running, auth
-from tests.helpers import DeviceClient, Feed, eventually
+from tests.helpers import DeviceClient, Feed, eventually, metric_families
 
 HOME = (30.0372, 121.1546)
 
@@ -340,9 +340,15 @@ async def test_a_flooding_device_is_throttled_and_does_not_delay_others(world: W
     assert 100 <= statuses.count("accepted") <= allowed, (statuses.count("accepted"), flood_s)
     assert statuses.count("retry") >= 150 - allowed
     assert all(a["retry_after_s"] >= 1 for a in acks if a["status"] == "retry")
-    async with world.http.get(f"{world.backend.url}/metrics") as r:
-        text = await r.text()
-    assert 'hotline_gateway_messages_total{outcome="throttled"}' in text
+    # The 800 telemetry samples came in well under a second. Each one that reached the gateway
+    # passed the per-device limit (30, then 2 a second) or was throttled; on a loaded machine the
+    # inbox may also have been full and dropped QoS 0 samples before they got that far.
+    families = await metric_families(world.http, world.backend.url)
+    outcomes = families["hotline_gateway_messages_total"]
+    seen, throttled = outcomes.get("outcome=rx_telemetry", 0), outcomes.get("outcome=throttled", 0)
+    dropped = families["hotline_mqtt_dropped_qos0_total"][""]
+    assert seen - throttled <= 30 + 2 * (time.monotonic() - flood_started) + 1, outcomes
+    assert throttled + dropped > 0, (outcomes, dropped)
     flooder.close()
     other.close()
 

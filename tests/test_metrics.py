@@ -6,25 +6,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Running
-from tests.helpers import eventually
+from tests.helpers import eventually, metric_families
 from tests.test_poison import HOME, _ack, event, make_site
-
-
-async def _families(http: aiohttp.ClientSession, url: str) -> dict[str, dict[str, float]]:
-    async with http.get(f"{url}/metrics") as r:
-        assert r.status == 200 and r.content_type == "text/plain"
-        text = await r.text()
-    out: dict[str, dict[str, float]] = {}
-    for family in text_string_to_metric_families(text):  # it parses: valid exposition format
-        for sample in family.samples:
-            key = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "le")
-            if "le" in sample.labels:
-                key = ",".join(filter(None, [key, f"le={sample.labels['le']}"]))
-            out.setdefault(sample.name, {})[key] = sample.value
-    return out
 
 
 async def test_an_alarm_is_counted_and_timed_from_arrival_to_ack_and_to_first_offer(
@@ -32,7 +17,7 @@ async def test_an_alarm_is_counted_and_timed_from_arrival_to_ack_and_to_first_of
 ) -> None:
     backend = await start_backend()
     site = await make_site(backend.url, backend.settings, http)
-    before = await _families(http, backend.url)
+    before = await metric_families(http, backend.url)
     assert before["hotline_alarm_ack_seconds_count"][""] == 0
     assert "hotline_websocket_clients" in before and "hotline_mqtt_connected" in before
     status, provider = await site.api(
@@ -56,7 +41,7 @@ async def test_an_alarm_is_counted_and_timed_from_arrival_to_ack_and_to_first_of
     waited = time.monotonic() - sent
 
     async def counted() -> dict[str, dict[str, float]] | None:
-        f = await _families(http, backend.url)
+        f = await metric_families(http, backend.url)
         return f if f["hotline_alarm_ack_seconds_count"][""] == 1 else None
 
     after = await eventually(counted, timeout=5)

@@ -29,6 +29,7 @@ from dispatch.notify import webhooks
 from dispatch.notify.links import FamilyLinks
 from hotline.clock import Clock, SystemClock
 from hotline.privacy import mask_phone
+from hotline.storage.db import log_failure
 from hotline.storage.models import Elder, Notification
 from hotline.tasks import raise_if_cancelling, wait_event
 
@@ -215,9 +216,9 @@ class OutboxWorker:
                     continue
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 raise_if_cancelling()
-                log.exception("outbox cycle failed; retrying")
+                log_failure(log, "outbox cycle", exc)
             self._wake.clear()
             await wait_event(self._wake, self._poll_s)
 

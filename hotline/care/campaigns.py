@@ -39,6 +39,7 @@ from hotline.clock import Clock, SystemClock
 from hotline.core import wire
 from hotline.core.care import CampaignTargetFilter
 from hotline.errors import ConflictError, NotFoundError, ValidationError
+from hotline.storage.db import log_failure
 from hotline.storage.models import (
     CallRecord,
     Campaign,
@@ -157,9 +158,9 @@ class Campaigns:
                     await self.step()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
                     raise_if_cancelling()
-                    log.exception("campaign step failed; retrying")
+                    log_failure(log, "campaign step", exc)
                 self._wake.clear()
                 await wait_event(self._wake, self._tick_s)
         finally:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hotline.care.lifecycle import CARE_TIMER
 from hotline.clock import Clock, SystemClock
 from hotline.errors import NotFoundError
+from hotline.storage.db import log_failure
 from hotline.storage.models import CareTimer
 from hotline.tasks import raise_if_cancelling, wait_event
 
@@ -89,9 +90,9 @@ class CareTimers:
                 await self.run_due()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 raise_if_cancelling()
-                log.exception("care timer sweep failed; retrying")
+                log_failure(log, "care timer sweep", exc)
             self._wake.clear()
             await wait_event(self._wake, self._sweep_s)
 

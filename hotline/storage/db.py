@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -10,6 +11,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -51,6 +54,45 @@ def make_sessionmaker(
 async def transaction(sm: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with sm() as session, session.begin():
         yield session
+
+
+# SQLSTATE classes that say the server is away or full, not that the statement is wrong:
+# 08 connection exception, 53 insufficient resources (too many connections, disk full),
+# 57 operator intervention (admin shutdown, crash shutdown, "the database system is starting up").
+_AWAY_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached now, rather than that the work is wrong.
+
+    Work that failed this way is waited out and tried again, never parked or refused: the
+    connection refused while PostgreSQL is down, the "starting up" answer as it comes back,
+    a dropped connection, a full pool, SQLite's "database is locked".
+    """
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | DisconnectionError | OSError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # asyncpg's errors reach us wrapped (``orig``) or, from a few connect paths, bare.
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in _AWAY_SQLSTATE_CLASSES
+
+
+def reason(exc: BaseException) -> str:
+    """An error's type and the driver's own message, never SQLAlchemy's text, which carries the
+    statement's parameters (phones, names) into the log."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return f"{type(exc).__name__}: {orig}"
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a background cycle's failure: one line when the database is away (``/readyz`` says
+    so too, and a traceback per cycle would bury everything else), the traceback otherwise."""
+    if unavailable(exc):
+        logger.warning("%s failed: the database is unavailable (%s); retrying", what, reason(exc))
+    else:
+        logger.error("%s failed; retrying", what, exc_info=exc)
 
 
 def alembic_config(url: str) -> Config:
