@@ -41,6 +41,19 @@ def pytest_report_header() -> str:
     return f"hotline test database: {TEST_DB}"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass (./dev test runs SQLite, then PostgreSQL) is there for the database:
+    it skips the tests that never touch the suite's database (no ``db_url``: parsers, config,
+    protocol links) and those marked ``one_database`` (their own PostgreSQL, or the browser),
+    which the SQLite pass has run. Both passes run everything else."""
+    if TEST_DB != "postgres":
+        return
+    skip = pytest.mark.skip(reason="the same on either database; the SQLite pass runs it")
+    for item in items:
+        if "db_url" not in getattr(item, "fixturenames", ()) or item.get_closest_marker("one_database"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str | None]:
     """One PostgreSQL database for the session, migrated once and dropped at the end."""

@@ -26,7 +26,8 @@ from tests.test_api import ELDER as OTHER_ELDER
 from tests.test_dispatch_api import STATION
 from tests.test_e2e import ELDER
 
-pytestmark = pytest.mark.e2e
+# The page is what is tested here; the API under it runs on both databases in the other tests.
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")

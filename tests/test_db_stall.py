@@ -32,7 +32,8 @@ from hotline.storage.models import DeviceEventRecord
 from tests.conftest import MQTT_PORT, auth
 from tests.helpers import BackendProcess, DeviceClient, eventually, metric_families
 
-pytestmark = pytest.mark.e2e
+# Its PostgreSQL is its own, whichever database the suite runs on.
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 EVENTS = 300
 STOP_AT = 60
